@@ -52,7 +52,11 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => "warning",
         };
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {level}: ", self.origin, self.line, self.column)?;
+            write!(
+                f,
+                "{}:{}:{}: {level}: ",
+                self.origin, self.line, self.column
+            )?;
         } else {
             write!(f, "{}: {level}: ", self.origin)?;
         }

@@ -1,12 +1,28 @@
 //! weir's configuration: the TOML schema, parsing with source positions, validation and lint.
 //!
-//! Pure: no I/O beyond reading the file. [`parse`] turns text into a validated [`Config`] or
+//! Pure: no I/O beyond reading the file. [`parse()`] turns text into a validated [`Config`] or
 //! the full list of problems, each with `file:line:column`, the key and a hint.
+//!
+//! How a file goes through: `parse.rs` gets the spanned TOML tree and walks it with the
+//! typed readers of `reader.rs`/`value.rs` (`listener.rs`, `group.rs`, `health.rs` hold the
+//! schema of each table); `validate.rs` checks across tables; `lint.rs` warns on a valid
+//! result. `unsupported.rs` refuses what parses but this build cannot run yet.
 
+mod addr;
 mod diagnostic;
 mod duration;
+mod group;
+mod health;
+mod lint;
+mod listener;
 pub mod model;
 mod parse;
+mod reader;
+mod sink;
+mod suggest;
+mod unsupported;
+mod validate;
+mod value;
 
 use std::path::Path;
 

@@ -172,7 +172,12 @@ pub struct Listener {
 
 impl Listener {
     /// A listener with every optional field at its default.
-    pub fn new(name: impl Into<String>, protocol: Protocol, bind: Vec<SocketAddr>, group: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        protocol: Protocol,
+        bind: Vec<SocketAddr>,
+        group: impl Into<String>,
+    ) -> Self {
         Listener {
             name: name.into(),
             protocol,

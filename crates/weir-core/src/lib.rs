@@ -1,1 +1,21 @@
-//! weir data path.
+//! weir's data path: listeners, forwarding, server selection, health checks, end records and
+//! the access log.
+//!
+//! Where things live:
+//! - [`listener`]: listening sockets and the accept loop.
+//! - [`l4`]: TCP forwarding ([`l4::forward`] is the copy loop, idle timeout and half-close).
+//! - [`upstream`]: groups at run time — selection, connect with retries, health checks.
+//! - [`end`]: the end record (who ended a connection, how, in which phase).
+//! - [`access_log`]: where records go.
+//! - [`runtime`]: a running instance and its shutdown.
+
+pub mod access_log;
+mod clock;
+pub mod end;
+pub mod l4;
+pub mod listener;
+pub mod net;
+pub mod runtime;
+pub mod upstream;
+
+pub use runtime::{Proxy, ShutdownReport, StartError};

@@ -1,0 +1,214 @@
+//! Lint: warnings on configs that load but are probably not what was meant. A warning never
+//! refuses the config, and each one is positioned like an error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use weir_config::{Loaded, Severity, parse};
+
+fn load(source: &str) -> Loaded {
+    match parse(source, "lint.toml") {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => panic!("expected the config to load:\n{diagnostics}"),
+    }
+}
+
+/// `(line, column, key, message)` of each warning.
+fn warnings(loaded: &Loaded) -> Vec<(usize, usize, String, String)> {
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .all(|w| w.severity == Severity::Warning)
+    );
+    loaded
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.column, w.key.clone(), w.message.clone()))
+        .collect()
+}
+
+const LISTENER: &str = r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+"#;
+
+#[test]
+fn health_check_timeout_above_interval_is_clamped() {
+    let source = format!(
+        r#"{LISTENER}
+[[group]]
+name = "app"
+servers = [{{ address = "10.0.0.1:80" }}]
+  [group.health_check]
+  interval = "2s"
+  timeout = "5s"
+"#
+    );
+    let loaded = load(&source);
+    assert_eq!(
+        warnings(&loaded),
+        [(
+            12,
+            13,
+            "group \"app\".health_check.timeout".to_string(),
+            "timeout above interval; weir uses the interval as the timeout".to_string()
+        )]
+    );
+    assert_eq!(
+        loaded.warnings[0].hint,
+        "timeout is 5s but interval is 2s; set timeout to 2s or less"
+    );
+    let check = &loaded.config.groups[0].health_check;
+    assert_eq!(check.timeout, Duration::from_secs(2));
+    assert_eq!(check.interval, Duration::from_secs(2));
+}
+
+#[test]
+fn a_timeout_equal_to_the_interval_is_fine() {
+    let source = format!(
+        "{LISTENER}[[group]]\nname = \"app\"\nservers = [{{ address = \"10.0.0.1:80\" }}]\n\
+         health_check = {{ interval = \"3s\", timeout = \"3s\" }}\n"
+    );
+    assert!(load(&source).warnings.is_empty());
+}
+
+#[test]
+fn a_group_no_listener_uses() {
+    let source = format!(
+        r#"{LISTENER}
+[[group]]
+name = "app"
+servers = [{{ address = "10.0.0.1:80" }}]
+
+[[group]]
+name = "spare"
+servers = [{{ address = "10.0.0.2:80" }}]
+"#
+    );
+    let loaded = load(&source);
+    assert_eq!(
+        warnings(&loaded),
+        [(
+            12,
+            8,
+            "group \"spare\"".to_string(),
+            "group \"spare\" is not used by any listener".to_string()
+        )]
+    );
+    assert_eq!(loaded.config.groups.len(), 2);
+}
+
+#[test]
+fn a_group_with_only_backups_or_zero_weights() {
+    let source = format!(
+        r#"{LISTENER}
+[[group]]
+name = "app"
+servers = [
+  {{ address = "10.0.0.1:80", backup = true }},
+  {{ address = "10.0.0.2:80", weight = 0 }},
+]
+"#
+    );
+    let loaded = load(&source);
+    let found = warnings(&loaded);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0, found[0].1), (9, 11));
+    assert_eq!(found[0].2, "group \"app\".servers");
+    assert!(
+        found[0]
+            .3
+            .contains("no server is a primary with weight above 0"),
+        "{found:?}"
+    );
+    assert_eq!(loaded.config.groups[0].servers.len(), 2);
+}
+
+#[test]
+fn a_primary_with_weight_silences_the_backup_warning() {
+    let source = format!(
+        "{LISTENER}[[group]]\nname = \"app\"\nservers = [{{ address = \"10.0.0.1:80\", backup = true }}, \
+         {{ address = \"10.0.0.2:80\" }}]\n"
+    );
+    assert!(load(&source).warnings.is_empty());
+}
+
+#[test]
+fn idle_timeout_shorter_than_keepalive_idle() {
+    let source = r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+idle_timeout = "30s"
+tcp_keepalive = true
+
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+"#;
+    let loaded = load(source);
+    assert_eq!(
+        warnings(&loaded),
+        [(
+            6,
+            16,
+            "listener \"web\".idle_timeout".to_string(),
+            "idle_timeout (30s) is shorter than tcp_keepalive.idle (1m); keep-alive probes never fire"
+                .to_string()
+        )]
+    );
+    assert!(loaded.config.listeners[0].tcp_keepalive.is_some());
+}
+
+#[test]
+fn keepalive_idle_above_the_default_idle_timeout_points_at_the_keepalive() {
+    let source = r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+tcp_keepalive = { idle = "1h" }
+
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+"#;
+    let found = warnings(&load(source));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0, found[0].1), (6, 17));
+    assert_eq!(found[0].2, "listener \"web\".tcp_keepalive");
+}
+
+#[test]
+fn warnings_come_out_in_source_order_and_render_as_warnings() {
+    let source = r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+idle_timeout = "10s"
+tcp_keepalive = true
+
+[[group]]
+name = "unused"
+servers = [{ address = "10.0.0.1:80", backup = true }]
+
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+health_check = { interval = "1s", timeout = "3s" }
+"#;
+    let loaded = load(source);
+    let lines: Vec<usize> = loaded.warnings.iter().map(|w| w.line).collect();
+    assert_eq!(lines, [6, 10, 11, 16]);
+    let text = loaded.warnings[1].to_string();
+    assert!(
+        text.starts_with("lint.toml:10:8: warning: group \"unused\": group \"unused\" is not used"),
+        "{text}"
+    );
+}

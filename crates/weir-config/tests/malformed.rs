@@ -1,0 +1,585 @@
+//! Malformed configs: each is refused with every problem listed, at the right line and column,
+//! with a message that says what is wrong.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use weir_config::{Diagnostic, Severity, parse};
+
+/// One malformed config and the errors it must produce, in order: line, column, and a
+/// substring of the rendered diagnostic (`key: message` and `hint: ...`).
+struct Case {
+    name: &'static str,
+    source: &'static str,
+    errors: &'static [(usize, usize, &'static str)],
+}
+
+/// A valid tail appended to snippets that only need a group to point at.
+const APP: &str = r#"
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+"#;
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown key, with a suggestion",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+idle_timout = "15s"
+"#,
+        errors: &[(
+            6,
+            1,
+            "unknown key `idle_timout`\n  hint: did you mean `idle_timeout`?",
+        )],
+    },
+    Case {
+        name: "unknown top-level table",
+        source: "[listeners]\nname = \"web\"\n",
+        errors: &[(
+            1,
+            2,
+            "listeners: unknown key `listeners`\n  hint: did you mean `listener`?",
+        )],
+    },
+    Case {
+        name: "duration with an unknown unit",
+        source: "[runtime]\nshutdown_grace = \"15sec\"\n",
+        errors: &[(
+            2,
+            18,
+            "runtime.shutdown_grace: invalid duration: unknown unit \"sec\"",
+        )],
+    },
+    Case {
+        name: "duration without a unit",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+idle_timeout = 15
+"#,
+        errors: &[(
+            6,
+            16,
+            "listener \"web\".idle_timeout: expected a duration string like \"15s\", found integer 15\n  hint: write the unit: \"15s\"",
+        )],
+    },
+    Case {
+        name: "negative duration",
+        source: "[runtime]\nshutdown_grace = \"-1s\"\n",
+        errors: &[(2, 18, "durations cannot be negative")],
+    },
+    Case {
+        name: "zero connect timeout",
+        source: r#"[[group]]
+name = "app"
+connect_timeout = "0s"
+servers = [{ address = "10.0.0.1:80" }]
+"#,
+        errors: &[(
+            3,
+            19,
+            "group \"app\".connect_timeout: must be greater than zero",
+        )],
+    },
+    Case {
+        name: "weight out of range",
+        source: r#"[[group]]
+name = "app"
+servers = [
+  { address = "10.0.0.1:80" },
+  { address = "10.0.0.2:80", weight = 5000 },
+]
+"#,
+        errors: &[(
+            5,
+            39,
+            "group \"app\".servers[1].weight: must be between 0 and 1000, found 5000",
+        )],
+    },
+    Case {
+        name: "wrong type",
+        source: r#"[[group]]
+name = "app"
+retries = "3"
+servers = [{ address = "10.0.0.1:80" }]
+"#,
+        errors: &[(
+            3,
+            11,
+            "retries: expected an integer, found string \"3\"\n  hint: remove the quotes: 3",
+        )],
+    },
+    Case {
+        name: "duplicate listener name",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+
+[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8081"
+group = "app"
+"#,
+        errors: &[(
+            8,
+            8,
+            "duplicate listener name \"web\"\n  hint: the first listener named \"web\" is at line 2",
+        )],
+    },
+    Case {
+        name: "duplicate group name",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.2:80" }]
+"#,
+        errors: &[(5, 8, "group \"app\".name: duplicate group name \"app\"")],
+    },
+    Case {
+        name: "dangling group reference",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "ap"
+
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+
+[[group]]
+name = "api"
+servers = [{ address = "10.0.0.2:80" }]
+"#,
+        errors: &[(
+            5,
+            9,
+            "listener \"web\".group: group \"ap\" is not defined\n  hint: did you mean \"app\"? defined groups: app, api",
+        )],
+    },
+    Case {
+        name: "two listeners on one address",
+        source: r#"[[listener]]
+name = "a"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+[[listener]]
+name = "b"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+"#,
+        errors: &[(
+            9,
+            8,
+            "listener \"b\".bind: 127.0.0.1:8080 is already bound by listener \"a\"\n  hint: listener \"a\" binds \"127.0.0.1:8080\" at line 4",
+        )],
+    },
+    Case {
+        name: "overlapping port ranges",
+        source: r#"[[listener]]
+name = "a"
+protocol = "tcp"
+bind = "0.0.0.0:7000-7010"
+group = "app"
+[[listener]]
+name = "b"
+protocol = "tcp"
+bind = "0.0.0.0:7005-7020"
+group = "app"
+"#,
+        errors: &[(9, 8, "0.0.0.0:7005 is already bound by listener \"a\"")],
+    },
+    Case {
+        name: "wildcard address covers a specific one",
+        source: r#"[[listener]]
+name = "a"
+protocol = "tcp"
+bind = "127.0.0.1:7000"
+group = "app"
+[[listener]]
+name = "b"
+protocol = "tcp"
+bind = "0.0.0.0:6990-7000"
+group = "app"
+"#,
+        errors: &[(
+            9,
+            8,
+            "0.0.0.0:7000 overlaps 127.0.0.1:7000 bound by listener \"a\"",
+        )],
+    },
+    Case {
+        name: "missing name, positioned at the header",
+        source: r#"[[listener]]
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+"#,
+        errors: &[(
+            1,
+            1,
+            "listener[0]: missing required key `name`\n  hint: add name = \"web\"",
+        )],
+    },
+    Case {
+        name: "missing servers",
+        source: "[[group]]\nname = \"app\"\n",
+        errors: &[(1, 1, "group \"app\": missing required key `servers`")],
+    },
+    Case {
+        name: "a group with no servers",
+        source: "[[group]]\nname = \"app\"\nservers = []\n",
+        errors: &[(
+            3,
+            11,
+            "group \"app\".servers: a group needs at least one server",
+        )],
+    },
+    Case {
+        name: "bad server address",
+        source: "[[group]]\nname = \"app\"\nservers = [{ address = \"backend:80\" }]\n",
+        errors: &[(
+            3,
+            24,
+            "servers[0].address: invalid address: \"backend\" is a host name",
+        )],
+    },
+    Case {
+        name: "IPv6 bind without brackets",
+        source: r#"[[listener]]
+name = "v6"
+protocol = "tcp"
+bind = "::1:8080"
+group = "app"
+"#,
+        errors: &[(4, 8, "IPv6 addresses go in brackets: write \"[::1]:8080\"")],
+    },
+    Case {
+        name: "port 0 in a range",
+        source: r#"[[listener]]
+name = "r"
+protocol = "tcp"
+bind = "0.0.0.0:0-10"
+group = "app"
+"#,
+        errors: &[(4, 8, "port 0 (an ephemeral port) cannot be part of a range")],
+    },
+    Case {
+        name: "range of more than 1000 ports",
+        source: r#"[[listener]]
+name = "r"
+protocol = "tcp"
+bind = "0.0.0.0:1000-9999"
+group = "app"
+"#,
+        errors: &[(4, 8, "covers 9000 ports; at most 1000 are allowed")],
+    },
+    Case {
+        name: "unsupported protocol",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+"#,
+        errors: &[(
+            3,
+            12,
+            "listener \"web\".protocol: listener protocol \"http\" is not supported yet by this build",
+        )],
+    },
+    Case {
+        name: "port range on an http listener",
+        source: r#"[[listener]]
+name = "web"
+protocol = "https"
+bind = "0.0.0.0:8443-8444"
+group = "app"
+"#,
+        errors: &[
+            (3, 12, "listener protocol \"https\" is not supported yet"),
+            (
+                4,
+                8,
+                "a port range is only allowed for tcp and udp listeners, not https",
+            ),
+        ],
+    },
+    Case {
+        name: "http-only key on a tcp check",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+  [group.health_check]
+  interval = "5s"
+  path = "/healthz"
+"#,
+        errors: &[(
+            6,
+            3,
+            "health_check.path: `path` only applies to kind = \"http\" checks; this check is kind = \"tcp\" (the default)",
+        )],
+    },
+    Case {
+        name: "bad status class",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+health_check = { kind = "http", expect_status = ["2xx", "6xx"] }
+"#,
+        errors: &[(
+            4,
+            57,
+            "expect_status[1]: status class \"6xx\" is not valid; classes run from 1xx to 5xx",
+        )],
+    },
+    Case {
+        name: "lowercase method and relative path",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+[group.health_check]
+kind = "http"
+method = "get"
+path = "healthz"
+"#,
+        errors: &[
+            (
+                6,
+                10,
+                "\"get\" is not an uppercase HTTP method\n  hint: e.g. method = \"GET\"",
+            ),
+            (7, 8, "\"healthz\" must start with '/'"),
+        ],
+    },
+    Case {
+        name: "udp health check",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+[group.health_check]
+kind = "udp"
+"#,
+        errors: &[(
+            5,
+            8,
+            "health check kind \"udp\" is not supported yet by this build",
+        )],
+    },
+    Case {
+        name: "duplicate server address and name in a group",
+        source: r#"[[group]]
+name = "app"
+servers = [
+  { address = "10.0.0.1:80" },
+  { address = "10.0.0.1:80" },
+  { address = "10.0.0.2:80", name = "10.0.0.1:80" },
+]
+"#,
+        errors: &[
+            (
+                5,
+                15,
+                "servers[1].address: 10.0.0.1:80 is listed twice in group \"app\"",
+            ),
+            (
+                6,
+                37,
+                "servers[2].name: duplicate server name \"10.0.0.1:80\" in group \"app\"",
+            ),
+        ],
+    },
+    Case {
+        name: "unknown algorithm",
+        source: r#"[[group]]
+name = "app"
+algorithm = "wr"
+servers = [{ address = "10.0.0.1:80" }]
+"#,
+        errors: &[(
+            3,
+            13,
+            "unknown value \"wr\"; expected one of rr, wrr, least_conn, maglev, random2\n  hint: did you mean \"wrr\"?",
+        )],
+    },
+    Case {
+        name: "admin on a public address without a token",
+        source: "[admin]\nlisten = \"0.0.0.0:9900\"\n",
+        errors: &[(
+            2,
+            10,
+            "admin.listen: the admin API on non-loopback address 0.0.0.0:9900 needs a token",
+        )],
+    },
+    Case {
+        name: "workers out of range",
+        source: "[runtime]\nworkers = 0\n",
+        errors: &[(
+            2,
+            11,
+            "runtime.workers: must be between 1 and 1024, found 0",
+        )],
+    },
+    Case {
+        name: "listener written as a single table",
+        source: "[listener]\nname = \"web\"\n",
+        errors: &[(
+            1,
+            1,
+            "listener: expected an array of tables, found a table\n  hint: write each entry under its own [[listener]] header",
+        )],
+    },
+    Case {
+        name: "listener name with a space",
+        source: r#"[[listener]]
+name = "my web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+"#,
+        errors: &[(
+            2,
+            8,
+            "\"my web\" may only contain letters, digits, '_', '.' and '-'",
+        )],
+    },
+    Case {
+        name: "sub-second keep-alive",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+tcp_keepalive = { idle = "500ms" }
+"#,
+        errors: &[(
+            4,
+            26,
+            "tcp_keepalive.idle: must be a whole number of seconds",
+        )],
+    },
+    Case {
+        name: "TOML syntax error",
+        source: "[runtime]\nworkers = 2\nshutdown_grace = 30s\n",
+        errors: &[(
+            3,
+            18,
+            "error: TOML syntax error: string values must be quoted",
+        )],
+    },
+    Case {
+        name: "duplicate key is a TOML error",
+        source: "[runtime]\nworkers = 2\nworkers = 3\n",
+        errors: &[(3, 1, "error: TOML syntax error: duplicate key")],
+    },
+];
+
+fn rendered(d: &Diagnostic) -> String {
+    d.to_string()
+}
+
+#[test]
+fn every_malformed_case_reports_exactly_its_errors() {
+    assert!(CASES.len() >= 20);
+    let mut failures = Vec::new();
+    for case in CASES {
+        let source = if case.source.contains("[[group]]") {
+            case.source.to_string()
+        } else {
+            // Snippets without a group get one after them, so a listener's `group` resolves.
+            format!("{}{APP}", case.source)
+        };
+        let errors: Vec<Diagnostic> = match parse(&source, "t.toml") {
+            Ok(_) => {
+                failures.push(format!("{}: parsed without error", case.name));
+                continue;
+            }
+            Err(diagnostics) => diagnostics.errors().cloned().collect(),
+        };
+        let got: Vec<(usize, usize, String)> = errors
+            .iter()
+            .map(|d| (d.line, d.column, rendered(d)))
+            .collect();
+        let matches = got.len() == case.errors.len()
+            && got
+                .iter()
+                .zip(case.errors)
+                .all(|((line, col, text), want)| {
+                    (*line, *col) == (want.0, want.1) && text.contains(want.2)
+                });
+        if !matches {
+            failures.push(format!(
+                "{}:\n  want {:?}\n  got  {:#?}",
+                case.name, case.errors, got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn three_problems_in_one_file_are_all_reported_in_source_order() {
+    let source = r#"[runtime]
+workers = 0
+
+[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "missing"
+
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80", weigth = 5 }]
+"#;
+    let diagnostics = parse(source, "three.toml").unwrap_err();
+    let errors: Vec<_> = diagnostics.errors().collect();
+    assert_eq!(errors.len(), 3, "{diagnostics}");
+    let got: Vec<_> = errors
+        .iter()
+        .map(|d| (d.line, d.column, d.key.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, 11, "runtime.workers"),
+            (8, 9, "listener \"web\".group"),
+            (12, 39, "group \"app\".servers[0].weigth"),
+        ]
+    );
+    assert!(
+        errors[2].hint.starts_with("did you mean `weight`?"),
+        "{}",
+        errors[2]
+    );
+    // The rendered form is what `weir check` prints.
+    let first = diagnostics.to_string();
+    assert!(
+        first.starts_with(
+            "three.toml:2:11: error: runtime.workers: must be between 1 and 1024, found 0"
+        ),
+        "{first}"
+    );
+}
+
+#[test]
+fn every_error_is_an_error_and_carries_the_origin() {
+    let diagnostics = parse("[runtime]\nworkers = \"many\"\n", "weir.toml").unwrap_err();
+    assert!(
+        diagnostics
+            .0
+            .iter()
+            .all(|d| d.severity == Severity::Error && d.origin == "weir.toml")
+    );
+}

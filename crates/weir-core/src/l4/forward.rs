@@ -1,0 +1,345 @@
+//! Forwarding bytes both ways between a client and a server, and telling how it ended.
+//!
+//! One task drives both directions. A FIN from one side becomes `shutdown(Write)` toward the
+//! other while the opposite direction keeps flowing (half-close mirrored). A reset from one
+//! side is passed on as a reset to the other when `propagate_reset` is set. No byte in either
+//! direction for `idle_timeout` — or the shutdown grace running out — makes weir close both
+//! sides itself, with FIN unless configured otherwise. The first abnormal event (reset, error,
+//! timeout, shutdown) is what the end record names; when there is none, the side that sent
+//! the first FIN ended the connection.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use weir_config::CloseMode;
+
+use crate::end::{End, EndBy, EndHow, EndPhase};
+use crate::net::close::{close_gracefully, close_with_reset};
+
+/// Size of each direction's buffer.
+const BUF_SIZE: usize = 16 * 1024;
+
+/// How long weir waits for a peer's FIN after sending its own when it closes a connection.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Forwarding settings, from the listener.
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// No byte either way for this long ends the connection.
+    pub idle_timeout: Duration,
+    /// How weir closes on idle timeout or shutdown.
+    pub idle_close: CloseMode,
+    /// Pass a reset on to the other side.
+    pub propagate_reset: bool,
+}
+
+/// What forwarding did, and what is left to close.
+pub struct Forwarded {
+    /// Bytes read from the client.
+    pub bytes_in: u64,
+    /// Bytes read from the server.
+    pub bytes_out: u64,
+    /// How the connection ended.
+    pub end: End,
+    /// When it ended (before any closing work).
+    pub ended_at: Instant,
+    /// Sockets still to close, and how.
+    pub closing: Closing,
+}
+
+/// Closing work left after the end was decided. Run it after logging, so the record's
+/// duration is the connection's and not the close's.
+pub struct Closing(Vec<(TcpStream, CloseStyle)>);
+
+/// How one socket is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseStyle {
+    /// Nothing left to say: both directions are done (or the socket is already dead).
+    Drop,
+    /// FIN, drain, close.
+    Graceful,
+    /// RST.
+    Reset,
+}
+
+impl Closing {
+    /// Closes every socket as decided.
+    pub async fn run(self) {
+        let mut graceful = Vec::new();
+        for (stream, style) in self.0 {
+            match style {
+                CloseStyle::Drop => drop(stream),
+                CloseStyle::Reset => close_with_reset(stream),
+                CloseStyle::Graceful => graceful.push(close_gracefully(stream, CLOSE_LINGER)),
+            }
+        }
+        for close in graceful {
+            // Sequential is fine: the first peer's FIN usually arrives with the second's.
+            close.await;
+        }
+    }
+}
+
+/// Which side a socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    fn end_by(self) -> EndBy {
+        match self {
+            Side::Client => EndBy::Client,
+            Side::Server => EndBy::Upstream,
+        }
+    }
+}
+
+/// A failure in one direction, blamed on the side it came from.
+struct Fault {
+    side: Side,
+    how: EndHow,
+}
+
+/// One direction: read from `src`, write to `dst`.
+struct Half {
+    src: Side,
+    buf: Box<[u8]>,
+    pos: usize,
+    cap: usize,
+    eof: bool,
+    shut: bool,
+    bytes: u64,
+    moved: bool,
+}
+
+impl Half {
+    fn new(src: Side) -> Self {
+        Half {
+            src,
+            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            pos: 0,
+            cap: 0,
+            eof: false,
+            shut: false,
+            bytes: 0,
+            moved: false,
+        }
+    }
+
+    fn dst(&self) -> Side {
+        match self.src {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+
+    /// Copies until `src` is at EOF and `dst`'s write side is shut (Ready(Ok)), or a fault.
+    fn poll_copy(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut TcpStream,
+        dst: &mut TcpStream,
+    ) -> Poll<Result<(), Fault>> {
+        loop {
+            if self.pos == self.cap && !self.eof {
+                let mut read = ReadBuf::new(&mut self.buf);
+                match Pin::new(&mut *src).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) => {
+                        let n = read.filled().len();
+                        if n == 0 {
+                            self.eof = true;
+                        } else {
+                            self.pos = 0;
+                            self.cap = n;
+                            self.bytes += n as u64;
+                            self.moved = true;
+                        }
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(self.fault(self.src, &err))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            while self.pos < self.cap {
+                match ready!(Pin::new(&mut *dst).poll_write(cx, &self.buf[self.pos..self.cap])) {
+                    Ok(0) => {
+                        let err = io::Error::from(io::ErrorKind::WriteZero);
+                        return Poll::Ready(Err(self.fault(self.dst(), &err)));
+                    }
+                    Ok(n) => {
+                        self.pos += n;
+                        self.moved = true;
+                    }
+                    Err(err) => return Poll::Ready(Err(self.fault(self.dst(), &err))),
+                }
+            }
+            if self.eof {
+                if !self.shut {
+                    if let Err(err) = ready!(Pin::new(&mut *dst).poll_shutdown(cx)) {
+                        return Poll::Ready(Err(self.fault(self.dst(), &err)));
+                    }
+                    self.shut = true;
+                }
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    fn fault(&self, side: Side, err: &io::Error) -> Fault {
+        Fault {
+            side,
+            how: if is_reset(err) {
+                EndHow::Rst
+            } else {
+                EndHow::Error
+            },
+        }
+    }
+}
+
+/// Whether an I/O error means the peer reset the connection.
+pub fn is_reset(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// What stopped the copy loop.
+enum Stop {
+    Done,
+    Fault(Fault),
+    Idle,
+    Shutdown,
+}
+
+/// Forwards between `client` and `server` until both directions are done or something ends
+/// the connection. Closing is left to the caller (see [`Forwarded::closing`]).
+pub async fn forward(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    config: &ForwardConfig,
+    shutdown: &CancellationToken,
+) -> Forwarded {
+    let mut up = Half::new(Side::Client);
+    let mut down = Half::new(Side::Server);
+    let mut first_fin: Option<Side> = None;
+    let mut idle = std::pin::pin!(tokio::time::sleep(config.idle_timeout));
+    let mut last_activity = Instant::now();
+    let mut cancelled = std::pin::pin!(shutdown.cancelled());
+
+    let stop = poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Stop::Shutdown);
+        }
+        let up_state = if up.shut {
+            Poll::Ready(Ok(()))
+        } else {
+            up.poll_copy(cx, &mut client, &mut server)
+        };
+        if let Poll::Ready(Err(fault)) = up_state {
+            return Poll::Ready(Stop::Fault(fault));
+        }
+        let down_state = if down.shut {
+            Poll::Ready(Ok(()))
+        } else {
+            down.poll_copy(cx, &mut server, &mut client)
+        };
+        if let Poll::Ready(Err(fault)) = down_state {
+            return Poll::Ready(Stop::Fault(fault));
+        }
+        for half in [&up, &down] {
+            if half.eof && first_fin.is_none() {
+                first_fin = Some(half.src);
+            }
+        }
+        if up.shut && down.shut {
+            return Poll::Ready(Stop::Done);
+        }
+        if std::mem::take(&mut up.moved) | std::mem::take(&mut down.moved) {
+            last_activity = Instant::now();
+        }
+        poll_idle(cx, idle.as_mut(), last_activity, config.idle_timeout)
+    })
+    .await;
+    let ended_at = Instant::now();
+
+    let (end, closing) = match stop {
+        Stop::Done => {
+            let side = first_fin.unwrap_or(Side::Client);
+            let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
+            (
+                end,
+                vec![(client, CloseStyle::Drop), (server, CloseStyle::Drop)],
+            )
+        }
+        Stop::Fault(fault) => {
+            let end = End::new(fault.side.end_by(), fault.how, EndPhase::Tunnel);
+            let other = if fault.how == EndHow::Rst && config.propagate_reset {
+                CloseStyle::Reset
+            } else {
+                CloseStyle::Graceful
+            };
+            let (client_style, server_style) = match fault.side {
+                Side::Client => (CloseStyle::Drop, other),
+                Side::Server => (other, CloseStyle::Drop),
+            };
+            (end, vec![(client, client_style), (server, server_style)])
+        }
+        Stop::Idle => {
+            let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
+            (end, close_both(client, server, config.idle_close))
+        }
+        Stop::Shutdown => {
+            let end = End::weir(EndHow::Shutdown, EndPhase::Tunnel, "shutdown");
+            (end, close_both(client, server, config.idle_close))
+        }
+    };
+    Forwarded {
+        bytes_in: up.bytes,
+        bytes_out: down.bytes,
+        end,
+        ended_at,
+        closing: Closing(closing),
+    }
+}
+
+fn close_both(
+    client: TcpStream,
+    server: TcpStream,
+    mode: CloseMode,
+) -> Vec<(TcpStream, CloseStyle)> {
+    let style = match mode {
+        CloseMode::Fin => CloseStyle::Graceful,
+        CloseMode::Rst => CloseStyle::Reset,
+    };
+    vec![(client, style), (server, style)]
+}
+
+/// Pending until the connection has been idle for `timeout`; moves the timer forward lazily
+/// (only when it fires) instead of on every read.
+fn poll_idle(
+    cx: &mut Context<'_>,
+    mut idle: Pin<&mut Sleep>,
+    last_activity: Instant,
+    timeout: Duration,
+) -> Poll<Stop> {
+    loop {
+        ready!(idle.as_mut().poll(cx));
+        let deadline = last_activity + timeout;
+        if deadline <= Instant::now() {
+            return Poll::Ready(Stop::Idle);
+        }
+        idle.as_mut().reset(deadline);
+    }
+}

@@ -1,0 +1,109 @@
+//! Listening sockets and the accept loop.
+//!
+//! The loop logs and survives accept errors (EMFILE included: it backs off instead of
+//! spinning), runs one task per connection, and on stop drains the kernel's accept queue before
+//! closing the socket — closing a listener with queued connections would make the kernel reset
+//! them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::l4::tcp::TcpService;
+
+/// How long the accept loop pauses after running out of file descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Binds a TCP listening socket (SO_REUSEADDR, IPv6-only for IPv6 addresses).
+pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+/// Tokens and tracker a listener's connections share with the runtime.
+#[derive(Clone)]
+pub struct Lifecycle {
+    /// Cancelled when weir stops accepting (SIGTERM, or the listener removed).
+    pub stop_accepting: CancellationToken,
+    /// Cancelled when the shutdown grace has run out: open connections close now.
+    pub force_close: CancellationToken,
+    /// Tracks every connection task.
+    pub connections: TaskTracker,
+}
+
+/// Accepts connections until `stop_accepting`, then drains the accept queue and returns.
+pub async fn accept_loop(listener: TcpListener, service: Arc<TcpService>, life: Lifecycle) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = life.stop_accepting.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(&service, &life, stream, peer),
+                Err(err) => on_accept_error(&service.listener, err).await,
+            },
+        }
+    }
+    // Connections already in the kernel's queue were accepted by the kernel on our behalf:
+    // serve them rather than let close() reset them.
+    loop {
+        match try_accept(&listener) {
+            Some(Ok((stream, peer))) => spawn_connection(&service, &life, stream, peer),
+            Some(Err(err)) if is_resource_error(&err) => break,
+            Some(Err(_)) => continue,
+            None => break,
+        }
+    }
+}
+
+fn spawn_connection(
+    service: &Arc<TcpService>,
+    life: &Lifecycle,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let service = service.clone();
+    let force_close = life.force_close.clone();
+    let span = info_span!("conn", listener = %service.listener, %peer);
+    life.connections
+        .spawn(async move { service.serve(stream, peer, force_close).await }.instrument(span));
+}
+
+fn is_resource_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+async fn on_accept_error(listener: &str, err: io::Error) {
+    if is_resource_error(&err) {
+        warn!(listener, %err, "accept failed: out of resources; pausing accepts briefly");
+        tokio::time::sleep(ACCEPT_BACKOFF).await;
+    } else {
+        // ECONNABORTED and friends concern one connection that is already gone.
+        debug!(listener, %err, "accept failed");
+    }
+}
+
+/// Accepts one connection if one is queued, without waiting.
+fn try_accept(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match listener.poll_accept(&mut cx) {
+        std::task::Poll::Ready(accepted) => Some(accepted),
+        std::task::Poll::Pending => None,
+    }
+}

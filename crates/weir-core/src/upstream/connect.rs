@@ -1,0 +1,141 @@
+//! Connecting to a group: pick, connect under `connect_timeout`, and on refusal or timeout try
+//! another server, never the same one twice in a row (SPEC §3, §4).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpSocket, TcpStream};
+use tracing::debug;
+
+use super::{ActiveGuard, Upstream};
+use crate::end::{End, EndBy, EndHow, EndPhase};
+use crate::net::sockopt;
+
+/// A connection to a server, counted against it while held.
+pub struct Connected {
+    /// The connected socket (TCP_NODELAY set, keep-alive as configured).
+    pub stream: TcpStream,
+    /// Index of the server in [`Upstream::servers`].
+    pub server: usize,
+    /// Time the successful connect took.
+    pub connect_time: Duration,
+    /// Failed attempts before this one.
+    pub retries: u32,
+    /// Keeps the server's active count while the connection lives.
+    pub guard: ActiveGuard,
+}
+
+/// Why connecting failed, as an end record, with the attempts made.
+pub struct ConnectFailed {
+    /// The end to record.
+    pub end: End,
+    /// Failed attempts (the first try counts as a retry only if another followed).
+    pub retries: u32,
+    /// The server last tried, if any.
+    pub last_server: Option<usize>,
+}
+
+/// Connects to a server of `upstream` for `client`, with up to `retries` further tries.
+pub async fn connect(upstream: &Upstream, client: IpAddr) -> Result<Connected, ConnectFailed> {
+    let config = &upstream.config;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_failure: Option<(usize, End)> = None;
+    for attempt in 0..=config.retries {
+        let Some(index) = pick_next(upstream, client, &tried) else {
+            break;
+        };
+        tried.push(index);
+        let server = &upstream.servers[index];
+        let guard = server.open_connection();
+        let started = Instant::now();
+        match connect_one(
+            server.address,
+            config.connect_timeout,
+            config.tcp_keepalive.as_ref(),
+        )
+        .await
+        {
+            Ok(stream) => {
+                return Ok(Connected {
+                    stream,
+                    server: index,
+                    connect_time: started.elapsed(),
+                    retries: attempt,
+                    guard,
+                });
+            }
+            Err(end) => {
+                server
+                    .connect_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                debug!(group = %config.name, server = %server.name, how = %end.how, "connect failed");
+                last_failure = Some((index, end));
+            }
+        }
+    }
+    let retries = tried.len().saturating_sub(1) as u32;
+    Err(match last_failure {
+        Some((index, end)) => ConnectFailed {
+            end,
+            retries,
+            last_server: Some(index),
+        },
+        None => ConnectFailed {
+            end: End::weir(EndHow::Error, EndPhase::Connect, "no_server"),
+            retries,
+            last_server: None,
+        },
+    })
+}
+
+/// The next server to try: one not tried yet; failing that, any but the last one tried.
+fn pick_next(upstream: &Upstream, client: IpAddr, tried: &[usize]) -> Option<usize> {
+    upstream.pick(client, tried).or_else(|| {
+        tried
+            .last()
+            .and_then(|last| upstream.pick(client, std::slice::from_ref(last)))
+    })
+}
+
+async fn connect_one(
+    addr: SocketAddr,
+    timeout: Duration,
+    keepalive: Option<&weir_config::TcpKeepalive>,
+) -> Result<TcpStream, End> {
+    let attempt = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_nodelay(true)?;
+        let stream = socket.connect(addr).await?;
+        if let Some(keepalive) = keepalive {
+            sockopt::set_keepalive(&stream, keepalive)?;
+        }
+        Ok::<_, io::Error>(stream)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(connect_error_end(&err)),
+        Err(_) => Err(End::weir(
+            EndHow::Timeout,
+            EndPhase::Connect,
+            "connect_timeout",
+        )),
+    }
+}
+
+/// Maps a connect error to an end: a refusal is the server's answer; anything else is an error
+/// on the way to it.
+fn connect_error_end(err: &io::Error) -> End {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            End::new(EndBy::Upstream, EndHow::Refused, EndPhase::Connect)
+        }
+        io::ErrorKind::ConnectionReset => End::new(EndBy::Upstream, EndHow::Rst, EndPhase::Connect),
+        io::ErrorKind::TimedOut => End::weir(EndHow::Timeout, EndPhase::Connect, "connect_timeout"),
+        _ => End::new(EndBy::Upstream, EndHow::Error, EndPhase::Connect),
+    }
+}

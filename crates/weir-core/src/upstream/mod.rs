@@ -1,0 +1,121 @@
+//! Server groups at run time: live server state, selection, connecting with retries, health.
+//!
+//! An [`Upstream`] is one configured group compiled for the data path. Picking a server reads
+//! an immutable [`Schedule`] through an `ArcSwap`; the schedule is rebuilt only when a
+//! server's health or drain state changes, so the per-connection path takes no lock.
+
+pub mod connect;
+pub mod health;
+pub mod health_state;
+pub mod maglev;
+pub mod select;
+pub mod server;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use weir_config::Group;
+
+pub use select::Schedule;
+pub use server::{ActiveGuard, ServerState};
+
+use select::{ServerView, eligible, hash_ip, with_thread_rng};
+use server::eligibility_epoch;
+
+/// A schedule and the eligibility epoch it was built at.
+struct Compiled {
+    epoch: u64,
+    schedule: Schedule,
+}
+
+/// One server group, ready for the data path.
+pub struct Upstream {
+    /// The group as configured.
+    pub config: Group,
+    /// Live state of each server, in config order (indices match `config.servers`).
+    pub servers: Vec<Arc<ServerState>>,
+    compiled: ArcSwap<Compiled>,
+    rebuild: Mutex<()>,
+}
+
+impl Upstream {
+    /// Compiles `config`, reusing live state from `state_for` (keyed by server name) so health
+    /// and counters survive a reload.
+    pub fn new(
+        config: Group,
+        state_for: impl Fn(&str, &weir_config::Server) -> Arc<ServerState>,
+    ) -> Self {
+        let servers: Vec<_> = config
+            .servers
+            .iter()
+            .map(|s| state_for(&config.name, s))
+            .collect();
+        let compiled = compile(&config, &servers);
+        Upstream {
+            config,
+            servers,
+            compiled: ArcSwap::from_pointee(compiled),
+            rebuild: Mutex::new(()),
+        }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Picks a server for a client, skipping `exclude` (servers already tried). Returns an
+    /// index into [`Upstream::servers`].
+    pub fn pick(&self, client: IpAddr, exclude: &[usize]) -> Option<usize> {
+        let compiled = self.current();
+        let client_hash = hash_ip(client);
+        let load = |i: usize| self.servers.get(i).map_or(u64::MAX, |s| s.active());
+        with_thread_rng(|rng| compiled.schedule.pick(client_hash, exclude, &load, rng))
+    }
+
+    /// Whether any server may take new connections right now.
+    pub fn has_eligible(&self) -> bool {
+        !self.current().schedule.is_empty()
+    }
+
+    fn current(&self) -> arc_swap::Guard<Arc<Compiled>> {
+        let epoch = eligibility_epoch();
+        let compiled = self.compiled.load();
+        if compiled.epoch == epoch {
+            return compiled;
+        }
+        // Stale: one caller rebuilds, the others keep using what they loaded meanwhile.
+        if let Ok(_guard) = self.rebuild.try_lock() {
+            if self.compiled.load().epoch != eligibility_epoch() {
+                self.compiled
+                    .store(Arc::new(compile(&self.config, &self.servers)));
+            }
+            return self.compiled.load();
+        }
+        compiled
+    }
+}
+
+fn compile(config: &Group, servers: &[Arc<ServerState>]) -> Compiled {
+    // Read the epoch first: a change racing with this build bumps it again, and the next pick
+    // rebuilds.
+    let epoch = eligibility_epoch();
+    let views: Vec<ServerView<'_>> = config
+        .servers
+        .iter()
+        .zip(servers)
+        .map(|(cfg, state)| ServerView {
+            key: &cfg.name,
+            weight: cfg.weight,
+            backup: cfg.backup,
+            healthy: state.is_healthy(),
+            draining: state.is_draining(),
+        })
+        .collect();
+    let members = eligible(&views);
+    Compiled {
+        epoch,
+        schedule: Schedule::new(config.algorithm, &views, &members),
+    }
+}

@@ -1,0 +1,169 @@
+//! `weir run`, `weir check` and `weir proxy`: load a config (or build one), run it until a
+//! signal, shut down gracefully.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+use weir_config::{
+    Algorithm, CheckKind, Config, Diagnostic, Group, HealthCheck, Listener, Protocol, Server,
+    Severity,
+};
+use weir_core::Proxy;
+use weir_core::access_log::{AccessLog, RecordSink};
+
+use crate::cli::{CheckArgs, ProxyArgs, RunArgs};
+
+/// `weir run -c FILE`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let loaded = weir_config::load(&args.config)
+        .map_err(|diags| anyhow::anyhow!("invalid config\n{diags}"))?;
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    serve(loaded.config)
+}
+
+/// `weir check -c FILE`: prints every finding; exit 0 only when there is no error.
+pub fn check(args: CheckArgs) -> ExitCode {
+    match weir_config::load(&args.config) {
+        Ok(loaded) => {
+            print_findings(&loaded.warnings);
+            let c = &loaded.config;
+            println!(
+                "{}: ok ({} listener(s), {} group(s), {} warning(s))",
+                args.config.display(),
+                c.listeners.len(),
+                c.groups.len(),
+                loaded.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            print_findings(&diags.0);
+            let errors = diags.errors().count();
+            eprintln!(
+                "{}: {errors} error(s); the config was not accepted",
+                args.config.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_findings(findings: &[Diagnostic]) {
+    for d in findings {
+        match d.severity {
+            Severity::Error | Severity::Warning => eprintln!("{d}"),
+        }
+    }
+}
+
+/// `weir proxy --from ADDR --to A,B,…`.
+pub fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    init_tracing();
+    if args.http {
+        bail!(
+            "--http is not available in this build yet: HTTP listeners are on the roadmap; use TCP mode (omit --http)"
+        );
+    }
+    let config = proxy_config(&args)?;
+    serve(config)
+}
+
+fn proxy_config(args: &ProxyArgs) -> anyhow::Result<Config> {
+    let algorithm = match args.algorithm.as_str() {
+        "rr" => Algorithm::Rr,
+        "wrr" => Algorithm::Wrr,
+        "least_conn" => Algorithm::LeastConn,
+        "maglev" => Algorithm::Maglev,
+        "random2" => Algorithm::Random2,
+        other => {
+            bail!("--algorithm {other:?}: expected one of rr, wrr, least_conn, maglev, random2")
+        }
+    };
+    let kind = match args.check.as_str() {
+        "tcp" => CheckKind::Tcp,
+        "none" => CheckKind::None,
+        other => bail!("--check {other:?}: expected tcp or none"),
+    };
+    let servers = args.to.iter().map(|addr| Server::new(*addr)).collect();
+    let mut group = Group::new("default", servers);
+    group.algorithm = algorithm;
+    group.health_check = HealthCheck {
+        kind,
+        ..HealthCheck::default()
+    };
+    Ok(Config {
+        listeners: vec![Listener::new(
+            "proxy",
+            Protocol::Tcp,
+            vec![args.from],
+            "default",
+        )],
+        groups: vec![group],
+        ..Config::default()
+    })
+}
+
+/// Runs `config` on a runtime sized by `[runtime] workers` until SIGTERM or SIGINT.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = build_runtime(config.runtime.workers)?;
+    runtime.block_on(async move {
+        let log = AccessLog::open(&config.log.access, config.log.format).context("cannot open the access log")?;
+        let log = Arc::new(log);
+        let sink: Arc<dyn RecordSink> = log.clone();
+        let proxy = Proxy::start(&config, sink).await?;
+        let stop = wait_for_stop().await?;
+        info!(signal = stop, grace = ?config.runtime.shutdown_grace, "stopping: no new connections");
+        let report = proxy.shutdown(config.runtime.shutdown_grace).await;
+        info!(forced = report.forced, "stopped");
+        if let Ok(log) = Arc::try_unwrap(log) {
+            log.close();
+        }
+        Ok(())
+    })
+}
+
+/// Builds the tokio runtime: `workers` threads, or one per core.
+pub fn build_runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .thread_name("weir-worker")
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Waits for SIGTERM or SIGINT; SIGHUP is acknowledged (reload is not in this build yet) so it
+/// does not kill the process.
+pub async fn wait_for_stop() -> anyhow::Result<&'static str> {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = int.recv() => return Ok("SIGINT"),
+            _ = hup.recv() => warn!("SIGHUP received: configuration reload is not available in this build yet; still running the loaded config"),
+        }
+    }
+}
+
+/// Operational logs (health changes, listeners, shutdown) go to stderr; `WEIR_LOG` filters
+/// (e.g. `WEIR_LOG=debug`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
