@@ -2,6 +2,10 @@
 //! (FIN or RST). It is the witness for weir's "no RST noise" promise: point weir's health checks
 //! or proxied traffic at it, then assert `counts().rst == 0`.
 //!
+//! It sees resets that arrive before it has read the peer's FIN; a reset sent after that (to a
+//! socket it already closed) is not visible here, which is why weir's end-to-end checks also
+//! count RST segments on the wire.
+//!
 //! The backend itself never causes a reset: it only closes a socket after reading it to the end,
 //! so its receive buffer is empty and the kernel sends FIN.
 

@@ -50,23 +50,26 @@ pub fn unresponsive_listener() -> io::Result<(UnresponsiveListener, SocketAddr)>
     Ok((held, addr))
 }
 
-/// Connects until a connect times out, which means the queue is full.
+/// Connects until a connect times out, which means the queue is full. The first connect must
+/// succeed (a backlog of 0 still admits one connection on Linux).
 fn fill_accept_queue(addr: SocketAddr) -> io::Result<Vec<Socket>> {
     let mut fillers = Vec::new();
     for _ in 0..MAX_FILLERS {
         let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         match client.connect_timeout(&addr.into(), FILL_TIMEOUT) {
             Ok(()) => fillers.push(client),
-            Err(err)
-                if err.kind() == io::ErrorKind::TimedOut
-                    || err.kind() == io::ErrorKind::WouldBlock =>
-            {
-                return Ok(fillers);
-            }
+            Err(err) if is_timeout(&err) && !fillers.is_empty() => return Ok(fillers),
             Err(err) => return Err(err),
         }
     }
     Err(io::Error::other(
         "the accept queue did not fill up: connects to a backlog-0 listener kept succeeding",
     ))
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }

@@ -56,6 +56,8 @@ pub async fn drain_and_close(mut stream: TcpStream, linger: Duration) -> CloseOu
     let outcome = tokio::time::timeout(linger, discard_until_end(&mut stream, &mut scratch))
         .await
         .unwrap_or(CloseOutcome::TimedOut);
+    // After the peer's FIN nothing more can arrive, and after a reset the kernel has already
+    // discarded the buffer; only a timeout can leave bytes behind.
     if outcome == CloseOutcome::TimedOut {
         empty_receive_buffer(&stream, &mut scratch);
     }
