@@ -110,11 +110,10 @@ async fn connect_one(
             TcpSocket::new_v6()?
         };
         socket.set_nodelay(true)?;
-        let stream = socket.connect(addr).await?;
         if let Some(keepalive) = keepalive {
-            sockopt::set_keepalive(&stream, keepalive)?;
+            sockopt::set_keepalive(&socket, keepalive)?;
         }
-        Ok::<_, io::Error>(stream)
+        socket.connect(addr).await
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(stream)) => Ok(stream),
