@@ -4,21 +4,26 @@
 //! the full list of problems, each with `file:line:column`, the key and a hint.
 //!
 //! How a file goes through: `parse.rs` gets the spanned TOML tree and walks it with the
-//! typed readers of `reader.rs`/`value.rs` (`listener.rs`, `group.rs`, `health.rs` hold the
-//! schema of each table); `validate.rs` checks across tables; `lint.rs` warns on a valid
-//! result. `unsupported.rs` refuses what parses but this build cannot run yet.
+//! typed readers of `reader.rs`/`value.rs` (`listener.rs`, `http.rs` for the HTTP and TLS keys
+//! of a listener, `rule.rs` for its routing rules, `group.rs`, `health.rs` hold the schema of
+//! each table; `duration.rs`, `size.rs` and `addr.rs` the value syntaxes); `validate.rs` checks
+//! across tables; `lint.rs` warns on a valid result. `unsupported.rs` refuses what parses but
+//! this build cannot run yet.
 
 mod addr;
 mod diagnostic;
 mod duration;
 mod group;
 mod health;
+mod http;
 mod lint;
 mod listener;
 pub mod model;
 mod parse;
 mod reader;
+mod rule;
 mod sink;
+mod size;
 mod suggest;
 mod unsupported;
 mod validate;
@@ -29,6 +34,7 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use duration::{format_duration, parse_duration};
 pub use model::*;
+pub use size::{format_size, parse_size};
 
 /// A configuration that passed validation, with the lint warnings it raised.
 #[derive(Debug, Clone)]

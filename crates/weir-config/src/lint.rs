@@ -4,10 +4,12 @@
 //! and every value is in range. Where weir adjusts a value (a health-check timeout above its
 //! interval) the adjustment happens here, next to the warning that announces it.
 
-use crate::format_duration;
+use std::time::Duration;
+
 use crate::parse::Draft;
 use crate::reader::join;
 use crate::sink::Sink;
+use crate::{Listener, Protocol, RuleAction, format_duration};
 
 /// Runs every lint on `draft`, adjusting the model where a warning says weir will.
 pub(crate) fn check(draft: &mut Draft, sink: &mut Sink<'_>) {
@@ -15,6 +17,10 @@ pub(crate) fn check(draft: &mut Draft, sink: &mut Sink<'_>) {
     unused_groups(draft, sink);
     groups_without_primary(draft, sink);
     keepalive_after_idle_timeout(draft, sink);
+    header_timeout_above_idle_timeout(draft, sink);
+    short_tunnel_idle_timeout(draft, sink);
+    long_pool_idle_timeout(draft, sink);
+    persistence_behind_tcp(draft, sink);
 }
 
 /// A probe cannot usefully outlive the next one: clamp the timeout to the interval.
@@ -42,10 +48,17 @@ fn health_timeout_above_interval(draft: &mut Draft, sink: &mut Sink<'_>) {
     }
 }
 
-/// A group no listener points at takes no traffic (and still gets health-checked).
+/// A group no listener or rule points at takes no traffic (and still gets health-checked).
 fn unused_groups(draft: &Draft, sink: &mut Sink<'_>) {
     for (group, site) in draft.config.groups.iter().zip(&draft.groups) {
-        if draft.config.listeners.iter().any(|l| l.group == group.name) {
+        let routed = |l: &Listener| {
+            l.http
+                .iter()
+                .flat_map(|http| &http.rules)
+                .any(|rule| matches!(&rule.action, RuleAction::Group(name) if *name == group.name))
+        };
+        let mut listeners = draft.config.listeners.iter();
+        if listeners.any(|l| l.group == group.name || routed(l)) {
             continue;
         }
         let at = site.name.as_ref().unwrap_or(&site.header);
@@ -53,7 +66,7 @@ fn unused_groups(draft: &Draft, sink: &mut Sink<'_>) {
             at,
             &site.path,
             format!("group \"{}\" is not used by any listener", group.name),
-            "point a listener's `group` at it, or remove it",
+            "point a listener's or a rule's `group` at it, or remove it",
         );
     }
 }
@@ -101,6 +114,106 @@ fn keepalive_after_idle_timeout(draft: &Draft, sink: &mut Sink<'_>) {
                 format_duration(keepalive.idle)
             ),
             "lower tcp_keepalive.idle below idle_timeout, or raise idle_timeout",
+        );
+    }
+}
+
+/// A client that sends nothing is closed by whichever of the two fires first; a header
+/// timeout above the idle timeout only ever applies to a client trickling its request head.
+fn header_timeout_above_idle_timeout(draft: &Draft, sink: &mut Sink<'_>) {
+    for (listener, site) in draft.config.listeners.iter().zip(&draft.listeners) {
+        let Some(http) = &listener.http else { continue };
+        if http.request_header_timeout <= listener.idle_timeout {
+            continue;
+        }
+        let (at, key) = match (&site.http.request_header_timeout, &site.idle_timeout) {
+            (Some(at), _) => (at, "request_header_timeout"),
+            (None, Some(at)) => (at, "idle_timeout"),
+            (None, None) => (&site.header, ""),
+        };
+        sink.warn(
+            at,
+            &join(&site.path, key),
+            format!(
+                "request_header_timeout ({}) is longer than idle_timeout ({}); the idle timeout \
+                 closes a silent client first",
+                format_duration(http.request_header_timeout),
+                format_duration(listener.idle_timeout)
+            ),
+            "the header timeout is the tighter limit on slow request heads; set it at or below \
+             idle_timeout",
+        );
+    }
+}
+
+/// WebSocket clients and servers usually ping every 30 to 60 s.
+fn short_tunnel_idle_timeout(draft: &Draft, sink: &mut Sink<'_>) {
+    for (listener, site) in draft.config.listeners.iter().zip(&draft.listeners) {
+        let (Some(http), Some(at)) = (&listener.http, &site.http.tunnel_idle_timeout) else {
+            continue;
+        };
+        if http.tunnel_idle_timeout >= Duration::from_secs(30) {
+            continue;
+        }
+        sink.warn(
+            at,
+            &join(&site.path, "tunnel_idle_timeout"),
+            format!(
+                "tunnel_idle_timeout ({}) is shorter than common WebSocket heartbeats (30–60 s): \
+                 tunnels will be cut while idle between pings",
+                format_duration(http.tunnel_idle_timeout)
+            ),
+            "raise it to 60s or more, or make sure both ends ping more often",
+        );
+    }
+}
+
+/// The stale keep-alive race: reusing a pooled connection just as the server closes it.
+fn long_pool_idle_timeout(draft: &Draft, sink: &mut Sink<'_>) {
+    for (group, site) in draft.config.groups.iter().zip(&draft.groups) {
+        let Some(at) = &site.pool_idle_timeout else {
+            continue;
+        };
+        if group.pool.idle_timeout < Duration::from_secs(60) {
+            continue;
+        }
+        sink.warn(
+            at,
+            &join(&site.path, "pool.idle_timeout"),
+            format!(
+                "pool.idle_timeout is {}, but many servers close idle keep-alive connections after \
+                 5–75 s; a pool idle timeout at or above the server's lets weir reuse a \
+                 connection the server is closing — the stale keep-alive race",
+                format_duration(group.pool.idle_timeout)
+            ),
+            "weir lowers it automatically when a server sends Keep-Alive: timeout=N, but set it \
+             below your servers' keep-alive timeout",
+        );
+    }
+}
+
+/// Cookies need HTTP; a tcp listener sending to the group ignores `persistence`.
+fn persistence_behind_tcp(draft: &Draft, sink: &mut Sink<'_>) {
+    for (group, site) in draft.config.groups.iter().zip(&draft.groups) {
+        let Some(at) = &site.persistence else {
+            continue;
+        };
+        let tcp =
+            draft.config.listeners.iter().find(|l| {
+                l.group == group.name && matches!(l.protocol, Protocol::Tcp | Protocol::Udp)
+            });
+        let Some(listener) = tcp else { continue };
+        sink.warn(
+            at,
+            &join(&site.path, "persistence"),
+            "persistence only applies to http/https listeners; tcp listeners can use \
+             algorithm = \"maglev\"",
+            format!(
+                "listener \"{}\" is protocol = \"{}\" and ignores it; maglev keeps each client \
+                 address on the same server",
+                listener.name,
+                listener.protocol.as_str()
+            ),
         );
     }
 }

@@ -1,11 +1,13 @@
 //! `[[listener]]`: one table to a [`Listener`] and the positions validation and lint need.
+//! The keys only `http` and `https` listeners take are read by `http.rs`.
 
 use crate::addr::parse_bind;
+use crate::http::{HttpSite, read_http_keys};
 use crate::parse::{read_keepalive, read_name};
 use crate::reader::{Table, Zero};
 use crate::sink::{Sink, Span};
 use crate::unsupported;
-use crate::{CloseMode, Listener, Protocol};
+use crate::{CloseMode, HTTP_IDLE_TIMEOUT, Listener, Protocol};
 
 /// Where a listener's parts were written. A field is `Some` only when its value was valid.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +26,8 @@ pub(crate) struct ListenerSite {
     pub idle_timeout: Option<Span>,
     /// The `tcp_keepalive` value, when written.
     pub keepalive: Option<Span>,
+    /// Positions of the HTTP keys (`http` and `https` listeners).
+    pub http: HttpSite,
 }
 
 const PROTOCOLS: [(&str, Protocol); 4] = [
@@ -54,6 +58,9 @@ pub(crate) fn read_listener(sink: &mut Sink<'_>, mut t: Table<'_, '_>) -> (Liste
     let protocol = t.choice(sink, "protocol", &PROTOCOLS);
     if let Some(protocol) = &protocol {
         listener.protocol = *protocol.get_ref();
+        if matches!(listener.protocol, Protocol::Http | Protocol::Https) {
+            listener.idle_timeout = HTTP_IDLE_TIMEOUT;
+        }
         unsupported::listener_protocol(
             sink,
             listener.protocol,
@@ -116,6 +123,7 @@ pub(crate) fn read_listener(sink: &mut Sink<'_>, mut t: Table<'_, '_>) -> (Liste
     if let Some(backlog) = t.integer(sink, "backlog", 1..=65535) {
         listener.backlog = u32::try_from(backlog.into_inner()).unwrap_or(listener.backlog);
     }
+    listener.http = read_http_keys(sink, &mut t, protocol.as_ref(), &mut site.http);
     t.finish(sink);
     (listener, site)
 }

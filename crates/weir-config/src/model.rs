@@ -158,7 +158,9 @@ pub struct Listener {
     pub bind: Vec<SocketAddr>,
     /// Name of the default server group (validated to exist).
     pub group: String,
-    /// Close a connection after this long with no byte in either direction (default 900 s).
+    /// Close a connection after this long with no byte in either direction (default 900 s for
+    /// `tcp` and `udp`; [`HTTP_IDLE_TIMEOUT`] for `http` and `https`, where it is the client
+    /// keep-alive idle time between requests).
     pub idle_timeout: Duration,
     /// How an idle or shut-down connection is closed (default FIN).
     pub idle_close: CloseMode,
@@ -168,6 +170,8 @@ pub struct Listener {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// Listen backlog (default 1024).
     pub backlog: u32,
+    /// HTTP settings: `Some` for `http` and `https` listeners, `None` for `tcp` and `udp`.
+    pub http: Option<HttpSettings>,
 }
 
 impl Listener {
@@ -183,13 +187,171 @@ impl Listener {
             protocol,
             bind,
             group: group.into(),
-            idle_timeout: Duration::from_secs(900),
+            idle_timeout: match protocol {
+                Protocol::Http | Protocol::Https => HTTP_IDLE_TIMEOUT,
+                Protocol::Tcp | Protocol::Udp => Duration::from_secs(900),
+            },
             idle_close: CloseMode::Fin,
             propagate_reset: true,
             tcp_keepalive: None,
             backlog: 1024,
+            http: match protocol {
+                Protocol::Http | Protocol::Https => Some(HttpSettings::default()),
+                Protocol::Tcp | Protocol::Udp => None,
+            },
         }
     }
+}
+
+/// Default `idle_timeout` of `http`/`https` listeners: the client keep-alive idle time.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings only `http` and `https` listeners have. On those listeners `idle_timeout` is the
+/// client keep-alive idle time between requests (default [`HTTP_IDLE_TIMEOUT`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// Time a client has to send a complete request head (default 10 s), then 408.
+    pub request_header_timeout: Duration,
+    /// Requests served on one client connection before `Connection: close` (default 100).
+    pub max_requests_per_connection: u32,
+    /// Largest request head, request line and headers together (default 64 KiB), then 431.
+    pub max_header_size: usize,
+    /// Longest request target (default 8 KiB), then 414.
+    pub max_uri_length: usize,
+    /// Largest request body (default 100 MiB), then 413.
+    pub max_body_size: u64,
+    /// Idle timeout of a WebSocket or other upgraded tunnel (default 300 s).
+    pub tunnel_idle_timeout: Duration,
+    /// Whether the access log keeps the query string (default false: it may hold secrets).
+    pub log_query: bool,
+    /// HTTP/2 limits toward clients.
+    pub http2: Http2Limits,
+    /// TLS: `Some` exactly for `https` listeners.
+    pub tls: Option<Tls>,
+    /// Routing rules in file order; the first match wins, else the listener's group.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            request_header_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 100,
+            max_header_size: 64 * 1024,
+            max_uri_length: 8 * 1024,
+            max_body_size: 100 * 1024 * 1024,
+            tunnel_idle_timeout: Duration::from_secs(300),
+            log_query: false,
+            http2: Http2Limits::default(),
+            tls: None,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// HTTP/2 limits (`[listener.http2]`), set explicitly rather than left to library defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Concurrent streams per connection (default 100).
+    pub max_concurrent_streams: u32,
+    /// Streams a client may reset before their handler ran, before the connection is closed
+    /// (rapid-reset protection, CVE-2023-44487; default 50).
+    pub max_pending_reset_streams: usize,
+    /// Streams weir may reset for protocol errors before it closes the connection (default 50).
+    pub max_local_error_reset_streams: usize,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            max_concurrent_streams: 100,
+            max_pending_reset_streams: 50,
+            max_local_error_reset_streams: 50,
+        }
+    }
+}
+
+/// TLS settings of an `https` listener (`[listener.tls]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    /// Certificates; the first is the default when no other matches the client's SNI name.
+    /// The names each one serves are read from the certificate itself.
+    pub certificates: Vec<CertificateFiles>,
+    /// Oldest TLS version accepted (default 1.2).
+    pub min_version: TlsVersion,
+    /// How long a session ticket or cached session stays valid for resumption (default 300 s).
+    pub session_lifetime: Duration,
+}
+
+/// One certificate chain and its private key, PEM files (`{ cert = "...", key = "..." }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+/// `[[listener.rule]]`: which requests it matches and what happens to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Host to match (the request's authority without port); `None` matches any host.
+    pub host: Option<HostMatch>,
+    /// Path to match; `None` matches any path.
+    pub path: Option<PathMatch>,
+    /// What to do with a match.
+    pub action: RuleAction,
+}
+
+/// How a rule matches the host. Comparisons ignore ASCII case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `host = "api.example.com"`.
+    Exact(String),
+    /// `host = "*.example.com"`: any name ending in `.example.com` (not `example.com` itself);
+    /// holds the suffix with its leading dot.
+    Wildcard(String),
+}
+
+/// How a rule matches the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `path_prefix = "/v1/"`.
+    Prefix(String),
+    /// `path = "/login"`.
+    Exact(String),
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAction {
+    /// `group = "api"`: send the request to this group (validated to exist).
+    Group(String),
+    /// `redirect = { scheme = "https", host = "...", port = 443, status = 308 }`: answer with a
+    /// redirect keeping path and query; unset parts keep the request's.
+    Redirect(Redirect),
+}
+
+/// A redirect rule's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// New scheme (`http` or `https`).
+    pub scheme: Option<String>,
+    /// New host.
+    pub host: Option<String>,
+    /// New port (omitted from the URL when it is the scheme's default).
+    pub port: Option<u16>,
+    /// 301, 302, 303, 307 or 308 (default 301).
+    pub status: u16,
 }
 
 /// Server-selection algorithm of a group.
@@ -238,6 +400,49 @@ pub struct Group {
     pub retries: u32,
     /// TCP keep-alive on server sockets; `None` leaves the kernel default (off).
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// HTTP: time a server has to start its response (default 60 s), then 504.
+    pub request_timeout: Duration,
+    /// HTTP: keep-alive connections to the servers (`pool = { ... }`).
+    pub pool: Pool,
+    /// HTTP: session persistence (`persistence = { ... }`); `None` when not configured.
+    pub persistence: Option<Persistence>,
+}
+
+/// Pool of idle keep-alive connections to each server of a group (HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// Close a pooled connection after this long unused (default 30 s); lowered automatically
+    /// below a server's `Keep-Alive: timeout=N`.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per server (default 64).
+    pub max_idle_per_server: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            idle_timeout: Duration::from_secs(30),
+            max_idle_per_server: 64,
+        }
+    }
+}
+
+/// HTTP session persistence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persistence {
+    /// `mode = "cookie_insert"`: weir sets `cookie` naming the server on every response.
+    CookieInsert {
+        /// Cookie name.
+        cookie: String,
+        /// Cookie lifetime (`Max-Age`); `None` makes it a session cookie.
+        timeout: Option<Duration>,
+    },
+    /// `mode = "cookie_rewrite"`: the server sets `cookie`; weir prefixes its value with the
+    /// server id on the way out and strips the prefix on the way in.
+    CookieRewrite {
+        /// Cookie name.
+        cookie: String,
+    },
 }
 
 impl Group {
@@ -251,6 +456,9 @@ impl Group {
             connect_timeout: Duration::from_secs(5),
             retries: 2,
             tcp_keepalive: None,
+            request_timeout: Duration::from_secs(60),
+            pool: Pool::default(),
+            persistence: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue};
 use crate::sink::{Sink, Span};
 use crate::suggest::suggest;
 use crate::value::{
-    describe, expect_duration, expect_integer, expect_str, expect_table, type_error,
+    describe, expect_duration, expect_integer, expect_size, expect_str, expect_table, type_error,
 };
 
 /// A value in the parsed tree, with its position.
@@ -140,6 +140,18 @@ impl<'t, 'i> Table<'t, 'i> {
         let value = self.get(key)?;
         let d = expect_duration(sink, value, &self.key_path(key), zero)?;
         Some(Spanned::new(value.span(), d))
+    }
+
+    /// A size string such as `"64KiB"`, in bytes, within `range`.
+    pub(crate) fn size(
+        &mut self,
+        sink: &mut Sink<'_>,
+        key: &'static str,
+        range: RangeInclusive<u64>,
+    ) -> Option<Spanned<u64>> {
+        let value = self.get(key)?;
+        let n = expect_size(sink, value, &self.key_path(key), range)?;
+        Some(Spanned::new(value.span(), n))
     }
 
     /// One of a fixed set of strings, mapped to its meaning.

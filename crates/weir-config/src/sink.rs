@@ -31,6 +31,11 @@ impl<'s> Sink<'s> {
         }
     }
 
+    /// The name the source goes by (usually the config file's path).
+    pub(crate) fn origin(&self) -> &'s str {
+        self.origin
+    }
+
     /// 1-based line and character column of a byte offset.
     pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());

@@ -7,9 +7,9 @@
 use crate::Protocol;
 use crate::sink::{Sink, Span};
 
-/// Refuses listener protocols the data path does not implement yet (only `tcp` runs).
+/// Refuses listener protocols the data path does not implement yet (`udp`).
 pub(crate) fn listener_protocol(sink: &mut Sink<'_>, protocol: Protocol, at: &Span, key: &str) {
-    if protocol == Protocol::Tcp {
+    if protocol != Protocol::Udp {
         return;
     }
     sink.error(
@@ -19,7 +19,7 @@ pub(crate) fn listener_protocol(sink: &mut Sink<'_>, protocol: Protocol, at: &Sp
             "listener protocol \"{}\" is not supported yet by this build",
             protocol.as_str()
         ),
-        "only protocol = \"tcp\" listeners run in this version; udp, http and https are coming",
+        "tcp, http and https listeners run in this version; udp is coming",
     );
 }
 

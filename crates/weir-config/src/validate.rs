@@ -1,5 +1,5 @@
 //! Checks across tables, after every table was read on its own: unique names, group
-//! references that resolve, listeners that do not bind the same socket, servers listed once.
+//! references (of listeners and of their rules) that resolve, listeners that do not bind the same socket, servers listed once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,7 +55,7 @@ fn unique_names<'a>(
     }
 }
 
-/// Every listener's `group` names a defined group.
+/// Every listener's `group`, and every rule's, names a defined group.
 fn group_references(draft: &Draft, sink: &mut Sink<'_>) {
     let defined: Vec<&str> = draft
         .config
@@ -66,28 +66,32 @@ fn group_references(draft: &Draft, sink: &mut Sink<'_>) {
         .map(|(g, _)| g.name.as_str())
         .collect();
     for (listener, site) in draft.config.listeners.iter().zip(&draft.listeners) {
-        let Some(at) = &site.group else { continue };
-        let wanted = listener.group.as_str();
-        if defined.contains(&wanted) {
-            continue;
+        if let Some(at) = &site.group {
+            let key = join(&site.path, "group");
+            group_reference(sink, &defined, &listener.group, at, &key);
         }
-        let hint = match (defined.is_empty(), suggest(wanted, &defined)) {
-            (true, _) => format!("no [[group]] is defined; add one with name = \"{wanted}\""),
-            (false, Some(near)) => {
-                format!(
-                    "did you mean \"{near}\"? defined groups: {}",
-                    defined.join(", ")
-                )
-            }
-            (false, None) => format!("defined groups: {}", defined.join(", ")),
-        };
-        sink.error(
-            at,
-            &join(&site.path, "group"),
-            format!("group \"{wanted}\" is not defined"),
-            hint,
-        );
+        for rule in &site.http.rule_groups {
+            group_reference(sink, &defined, &rule.name, &rule.at, &rule.key);
+        }
     }
+}
+
+/// Reports `wanted` (written at `at`, under `key`) unless it is one of the `defined` groups.
+fn group_reference(sink: &mut Sink<'_>, defined: &[&str], wanted: &str, at: &Span, key: &str) {
+    if defined.contains(&wanted) {
+        return;
+    }
+    let hint = match (defined.is_empty(), suggest(wanted, defined)) {
+        (true, _) => format!("no [[group]] is defined; add one with name = \"{wanted}\""),
+        (false, Some(near)) => {
+            format!(
+                "did you mean \"{near}\"? defined groups: {}",
+                defined.join(", ")
+            )
+        }
+        (false, None) => format!("defined groups: {}", defined.join(", ")),
+    };
+    sink.error(at, key, format!("group \"{wanted}\" is not defined"), hint);
 }
 
 /// No two listeners of the same transport bind the same socket, after port ranges are

@@ -9,6 +9,7 @@ use toml::de::DeValue;
 use crate::duration::parse_duration;
 use crate::reader::{Table, Value, Zero};
 use crate::sink::Sink;
+use crate::size::{format_size, parse_size};
 
 /// A string value, or a type error.
 pub(crate) fn expect_str<'t>(
@@ -89,6 +90,46 @@ pub(crate) fn expect_duration(
     }
 }
 
+/// A size string within `range` (in bytes), or an error saying what was wrong.
+pub(crate) fn expect_size(
+    sink: &mut Sink<'_>,
+    value: &Value<'_>,
+    path: &str,
+    range: RangeInclusive<u64>,
+) -> Option<u64> {
+    let DeValue::String(text) = value.get_ref() else {
+        type_error(sink, value, path, "a size string like \"64KiB\"");
+        return None;
+    };
+    match parse_size(text) {
+        Ok(n) if range.contains(&n) => Some(n),
+        Ok(_) => {
+            sink.error(
+                &value.span(),
+                path,
+                format!(
+                    "must be between {} and {}, found \"{text}\"",
+                    format_size(*range.start()),
+                    format_size(*range.end())
+                ),
+                "",
+            );
+            None
+        }
+        Err(why) => {
+            let hint = if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+                format!("write \"{text}KiB\", or \"{text}B\" for bytes")
+            } else {
+                "sizes are a whole number and a unit: B, KiB, MiB or GiB (KB, MB, GB are powers \
+                 of 1000), e.g. \"64KiB\""
+                    .to_string()
+            };
+            sink.error(&value.span(), path, format!("invalid size: {why}"), hint);
+            None
+        }
+    }
+}
+
 /// A table value, wrapped for reading, or a type error.
 pub(crate) fn expect_table<'t, 'i>(
     sink: &mut Sink<'_>,
@@ -111,6 +152,13 @@ pub(crate) fn type_error(sink: &mut Sink<'_>, value: &Value<'_>, path: &str, exp
         DeValue::Integer(n) if expected.contains("duration") => {
             format!("write the unit: \"{n}s\" or \"{n}ms\"")
         }
+        DeValue::Integer(n) if expected.contains("size") => {
+            match u64::from_str_radix(n.as_str(), n.radix()) {
+                Ok(bytes) => format!("write the unit: \"{}\"", format_size(bytes)),
+                Err(_) => String::new(),
+            }
+        }
+        DeValue::Float(f) if expected == "a string" => format!("quote it: \"{f}\""),
         DeValue::String(s) if expected == "an integer" && s.parse::<i64>().is_ok() => {
             format!("remove the quotes: {s}")
         }

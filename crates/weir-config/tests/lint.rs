@@ -212,3 +212,132 @@ health_check = { interval = "1s", timeout = "3s" }
         "{text}"
     );
 }
+
+const HTTP_LISTENER: &str = r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:8080"
+group = "app"
+"#;
+
+const APP: &str = r#"
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+"#;
+
+#[test]
+fn a_tunnel_idle_timeout_shorter_than_websocket_heartbeats() {
+    let source = format!("{HTTP_LISTENER}tunnel_idle_timeout = \"10s\"\n{APP}");
+    let loaded = load(&source);
+    assert_eq!(
+        warnings(&loaded),
+        [(
+            6,
+            23,
+            "listener \"web\".tunnel_idle_timeout".to_string(),
+            "tunnel_idle_timeout (10s) is shorter than common WebSocket heartbeats (30–60 s): \
+             tunnels will be cut while idle between pings"
+                .to_string()
+        )]
+    );
+    let http = loaded.config.listeners[0].http.as_ref().unwrap();
+    assert_eq!(http.tunnel_idle_timeout, Duration::from_secs(10));
+    // 30 s is as short as a tunnel can be without the warning.
+    let source = format!("{HTTP_LISTENER}tunnel_idle_timeout = \"30s\"\n{APP}");
+    assert!(load(&source).warnings.is_empty());
+}
+
+#[test]
+fn a_pool_idle_timeout_at_or_above_a_minute() {
+    let source = format!("{HTTP_LISTENER}{APP}pool = {{ idle_timeout = \"60s\" }}\n");
+    let loaded = load(&source);
+    let found = warnings(&loaded);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0, found[0].1), (10, 25));
+    assert_eq!(found[0].2, "group \"app\".pool.idle_timeout");
+    assert!(
+        found[0].3.starts_with(
+            "pool.idle_timeout is 1m, but many servers close idle keep-alive connections after \
+             5–75 s"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found[0].3.contains("the stale keep-alive race"),
+        "{found:?}"
+    );
+    assert!(
+        loaded.warnings[0]
+            .hint
+            .contains("set it below your servers' keep-alive timeout"),
+        "{:?}",
+        loaded.warnings[0]
+    );
+    let source = format!("{HTTP_LISTENER}{APP}pool = {{ idle_timeout = \"59s\" }}\n");
+    assert!(load(&source).warnings.is_empty());
+}
+
+#[test]
+fn a_request_header_timeout_above_the_idle_timeout() {
+    // The default http idle_timeout is 60 s.
+    let source = format!("{HTTP_LISTENER}request_header_timeout = \"2m\"\n{APP}");
+    let found = warnings(&load(&source));
+    assert_eq!(
+        found,
+        [(
+            6,
+            26,
+            "listener \"web\".request_header_timeout".to_string(),
+            "request_header_timeout (2m) is longer than idle_timeout (1m); the idle timeout \
+             closes a silent client first"
+                .to_string()
+        )]
+    );
+    // A written idle_timeout below the default header timeout is pointed at instead.
+    let source = format!("{HTTP_LISTENER}idle_timeout = \"5s\"\n{APP}");
+    let found = warnings(&load(&source));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].0, found[0].1), (6, 16));
+    assert_eq!(found[0].2, "listener \"web\".idle_timeout");
+}
+
+#[test]
+fn persistence_on_a_group_behind_a_tcp_listener() {
+    let source = format!(
+        "{LISTENER}{APP}persistence = {{ mode = \"cookie_insert\", cookie = \"SERVERID\" }}\n"
+    );
+    let loaded = load(&source);
+    assert_eq!(
+        warnings(&loaded),
+        [(
+            10,
+            15,
+            "group \"app\".persistence".to_string(),
+            "persistence only applies to http/https listeners; tcp listeners can use \
+             algorithm = \"maglev\""
+                .to_string()
+        )]
+    );
+    assert!(
+        loaded.warnings[0]
+            .hint
+            .starts_with("listener \"web\" is protocol = \"tcp\""),
+        "{:?}",
+        loaded.warnings[0]
+    );
+    // The same group behind an http listener is what persistence is for.
+    let source = format!(
+        "{HTTP_LISTENER}{APP}persistence = {{ mode = \"cookie_insert\", cookie = \"SERVERID\" }}\n"
+    );
+    assert!(load(&source).warnings.is_empty());
+}
+
+#[test]
+fn a_group_used_only_by_a_rule_is_used() {
+    let source = format!(
+        "{HTTP_LISTENER}rule = [{{ path_prefix = \"/api/\", group = \"api\" }}]\n{APP}\
+         [[group]]\nname = \"api\"\nservers = [{{ address = \"10.0.0.2:80\" }}]\n"
+    );
+    assert!(load(&source).warnings.is_empty());
+}

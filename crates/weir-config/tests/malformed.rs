@@ -290,15 +290,15 @@ group = "app"
     Case {
         name: "unsupported protocol",
         source: r#"[[listener]]
-name = "web"
-protocol = "http"
-bind = "0.0.0.0:8080"
+name = "dns"
+protocol = "udp"
+bind = "0.0.0.0:5353"
 group = "app"
 "#,
         errors: &[(
             3,
             12,
-            "listener \"web\".protocol: listener protocol \"http\" is not supported yet by this build",
+            "listener \"dns\".protocol: listener protocol \"udp\" is not supported yet by this build",
         )],
     },
     Case {
@@ -310,11 +310,404 @@ bind = "0.0.0.0:8443-8444"
 group = "app"
 "#,
         errors: &[
-            (3, 12, "listener protocol \"https\" is not supported yet"),
+            (
+                3,
+                12,
+                "listener \"web\".tls: an https listener needs TLS settings",
+            ),
             (
                 4,
                 8,
                 "a port range is only allowed for tcp and udp listeners, not https",
+            ),
+        ],
+    },
+    Case {
+        name: "http-only key on a tcp listener",
+        source: r#"[[listener]]
+name = "db"
+protocol = "tcp"
+bind = "0.0.0.0:5432"
+group = "app"
+max_header_size = "64KiB"
+[[listener.rule]]
+group = "app"
+"#,
+        errors: &[
+            (
+                6,
+                1,
+                "listener \"db\".max_header_size: `max_header_size` only applies to http and https listeners; this listener is protocol = \"tcp\"",
+            ),
+            (
+                7,
+                12,
+                "listener \"db\".rule: `rule` only applies to http and https listeners",
+            ),
+        ],
+    },
+    Case {
+        name: "https without tls",
+        source: r#"[[listener]]
+name = "web"
+protocol = "https"
+bind = "0.0.0.0:8443"
+group = "app"
+"#,
+        errors: &[(
+            3,
+            12,
+            "listener \"web\".tls: an https listener needs TLS settings: a [listener.tls] table with its certificates\n  hint: add [listener.tls]",
+        )],
+    },
+    Case {
+        name: "tls on an http listener",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+  [listener.tls]
+  certificates = [{ cert = "a.pem", key = "a.key" }]
+"#,
+        errors: &[(
+            6,
+            13,
+            "listener \"web\".tls: `tls` only applies to https listeners; this listener is protocol = \"http\"\n  hint: set protocol = \"https\"",
+        )],
+    },
+    Case {
+        name: "tls on a tcp listener",
+        source: r#"[[listener]]
+name = "db"
+protocol = "tcp"
+bind = "0.0.0.0:5432"
+group = "app"
+tls = { certificates = [] }
+"#,
+        errors: &[(
+            6,
+            1,
+            "`tls` only applies to https listeners; this listener is protocol = \"tcp\"\n  hint: weir does not terminate TLS on tcp listeners",
+        )],
+    },
+    Case {
+        name: "an empty certificates list",
+        source: r#"[[listener]]
+name = "web"
+protocol = "https"
+bind = "0.0.0.0:8443"
+group = "app"
+  [listener.tls]
+  certificates = []
+  min_version = "1.2"
+"#,
+        errors: &[(
+            7,
+            18,
+            "listener \"web\".tls.certificates: an https listener needs at least one certificate",
+        )],
+    },
+    Case {
+        name: "misspelt certificates key and a float min_version",
+        source: r#"[[listener]]
+name = "web"
+protocol = "https"
+bind = "0.0.0.0:8443"
+group = "app"
+  [listener.tls]
+  certificate = [{ cert = "a.pem", key = "a.key" }]
+  min_version = 1.2
+"#,
+        errors: &[
+            (
+                6,
+                3,
+                "listener \"web\".tls: missing required key `certificates`",
+            ),
+            (
+                7,
+                3,
+                "unknown key `certificate`\n  hint: did you mean `certificates`?",
+            ),
+            (
+                8,
+                17,
+                "tls.min_version: expected a string, found float 1.2\n  hint: quote it: \"1.2\"",
+            ),
+        ],
+    },
+    Case {
+        name: "a rule with neither group nor redirect",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+  [[listener.rule]]
+  host = "api.example.com"
+"#,
+        errors: &[(
+            6,
+            3,
+            "listener \"web\".rule[0]: a rule needs a `group` to send matching requests to, or a `redirect`",
+        )],
+    },
+    Case {
+        name: "a rule with both group and redirect",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+  [[listener.rule]]
+  path_prefix = "/"
+  group = "app"
+  redirect = { scheme = "https" }
+"#,
+        errors: &[(
+            9,
+            3,
+            "listener \"web\".rule[0].redirect: a rule either sends to a `group` or answers with a `redirect`, not both",
+        )],
+    },
+    Case {
+        name: "a rule with both path and path_prefix",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+rule = [{ path = "/login", path_prefix = "/log", group = "app" }]
+"#,
+        errors: &[(
+            6,
+            28,
+            "rule[0].path_prefix: a rule matches either `path` (exactly) or `path_prefix`, not both",
+        )],
+    },
+    Case {
+        name: "a rule's group not defined",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+  [[listener.rule]]
+  host = "api.example.com"
+  group = "apis"
+
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+[[group]]
+name = "api"
+servers = [{ address = "10.0.0.2:80" }]
+"#,
+        errors: &[(
+            8,
+            11,
+            "listener \"web\".rule[0].group: group \"apis\" is not defined\n  hint: did you mean \"api\"? defined groups: app, api",
+        )],
+    },
+    Case {
+        name: "bad redirect status and a redirect to the same URL",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+  [[listener.rule]]
+  path = "/old"
+  redirect = { host = "www.example.com", status = 200 }
+  [[listener.rule]]
+  path = "/same"
+  redirect = { status = 302 }
+"#,
+        errors: &[
+            (
+                8,
+                51,
+                "rule[0].redirect.status: a redirect status must be 301, 302, 303, 307 or 308, found 200",
+            ),
+            (
+                11,
+                14,
+                "rule[1].redirect: a redirect needs at least one of `scheme`, `host` or `port`",
+            ),
+        ],
+    },
+    Case {
+        name: "bad host patterns",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+rule = [
+  { host = "*.", group = "app" },
+  { host = "a.*.com", group = "app" },
+  { host = "api example.com", group = "app" },
+  { host = "api.example.com:8080", group = "app" },
+]
+"#,
+        errors: &[
+            (7, 12, "rule[0].host: \"*.\" has nothing after the wildcard"),
+            (
+                8,
+                12,
+                "\"a.*.com\": a wildcard may only be the whole first label, as in \"*.example.com\"",
+            ),
+            (9, 12, "\"api example.com\" contains a space"),
+            (
+                10,
+                12,
+                "\"api.example.com:8080\" has a port (\":8080\"); write the host alone, \"api.example.com\"",
+            ),
+        ],
+    },
+    Case {
+        name: "bad cookie name",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+persistence = { mode = "cookie_insert", cookie = "my cookie" }
+"#,
+        errors: &[(
+            4,
+            50,
+            "persistence.cookie: \"my cookie\" is not a valid cookie name: it contains a space",
+        )],
+    },
+    Case {
+        name: "unknown persistence mode",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+  [group.persistence]
+  mode = "cookie_insrt"
+  cookie = "SERVERID"
+"#,
+        errors: &[(
+            5,
+            10,
+            "persistence.mode: unknown value \"cookie_insrt\"; expected one of cookie_insert, cookie_rewrite\n  hint: did you mean \"cookie_insert\"?",
+        )],
+    },
+    Case {
+        name: "cookie_rewrite with a timeout",
+        source: r#"[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+persistence = { mode = "cookie_rewrite", cookie = "JSESSIONID", timeout = "1h" }
+"#,
+        errors: &[(
+            4,
+            65,
+            "persistence.timeout: `timeout` only applies to mode = \"cookie_insert\"",
+        )],
+    },
+    Case {
+        name: "size strings",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+max_header_size = "64 KB"
+max_uri_length = "12XB"
+max_body_size = "-1KiB"
+"#,
+        errors: &[
+            (
+                6,
+                19,
+                "max_header_size: invalid size: \"64 KB\" has a space between the number and the unit; write \"64KB\"",
+            ),
+            (7, 18, "invalid size: unknown unit \"XB\" in \"12XB\""),
+            (
+                8,
+                17,
+                "invalid size: \"-1KiB\" is negative; sizes cannot be negative",
+            ),
+        ],
+    },
+    Case {
+        name: "sizes without a unit",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+max_header_size = "64"
+max_body_size = 65536
+"#,
+        errors: &[
+            (
+                6,
+                19,
+                "invalid size: \"64\" has no unit; write \"64KiB\" or \"64B\"\n  hint: write \"64KiB\", or \"64B\" for bytes",
+            ),
+            (
+                7,
+                17,
+                "expected a size string like \"64KiB\", found integer 65536\n  hint: write the unit: \"64KiB\"",
+            ),
+        ],
+    },
+    Case {
+        name: "sizes and limits out of range",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+max_header_size = "2MiB"
+max_requests_per_connection = 0
+http2 = { max_concurrent_streams = 0 }
+"#,
+        errors: &[
+            (
+                6,
+                19,
+                "max_header_size: must be between 1KiB and 1MiB, found \"2MiB\"",
+            ),
+            (
+                7,
+                31,
+                "max_requests_per_connection: must be between 1 and 100000, found 0",
+            ),
+            (
+                8,
+                36,
+                "http2.max_concurrent_streams: must be between 1 and 10000, found 0",
+            ),
+        ],
+    },
+    Case {
+        name: "pool and session lifetime out of range",
+        source: r#"[[listener]]
+name = "web"
+protocol = "https"
+bind = "0.0.0.0:8443"
+group = "app"
+tls = { certificates = [{ cert = "a.pem", key = "a.key" }], session_lifetime = "2d" }
+[[group]]
+name = "app"
+servers = [{ address = "10.0.0.1:80" }]
+pool = { idle_timeout = "0s", max_idle_per_server = 10001 }
+"#,
+        errors: &[
+            (
+                6,
+                80,
+                "tls.session_lifetime: must be between 1s and 24h, found 2d",
+            ),
+            (10, 25, "pool.idle_timeout: must be greater than zero"),
+            (
+                10,
+                53,
+                "pool.max_idle_per_server: must be between 0 and 10000, found 10001",
             ),
         ],
     },
@@ -491,7 +884,7 @@ fn rendered(d: &Diagnostic) -> String {
 
 #[test]
 fn every_malformed_case_reports_exactly_its_errors() {
-    assert!(CASES.len() >= 20);
+    assert!(CASES.len() >= 40);
     let mut failures = Vec::new();
     for case in CASES {
         let source = if case.source.contains("[[group]]") {

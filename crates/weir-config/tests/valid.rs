@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use weir_config::{
-    AccessLogTarget, Admin, Algorithm, CheckKind, CloseMode, Config, Group, HealthCheck, HttpCheck,
-    Listener, LogFormat, Protocol, Runtime, Server, StatusMatch, TcpKeepalive, parse,
+    AccessLogTarget, Admin, Algorithm, CertificateFiles, CheckKind, CloseMode, Config, Group,
+    HTTP_IDLE_TIMEOUT, HealthCheck, HostMatch, Http2Limits, HttpCheck, HttpSettings, Listener,
+    LogFormat, PathMatch, Persistence, Pool, Protocol, Redirect, Rule, RuleAction, Runtime, Server,
+    StatusMatch, TcpKeepalive, Tls, TlsVersion, parse,
 };
 
 fn addr(text: &str) -> SocketAddr {
@@ -47,12 +49,64 @@ bind = "[::1]:7000-7002"
 group = "app"
 tcp_keepalive = true
 
+[[listener]]
+name = "secure"
+protocol = "https"
+bind = "0.0.0.0:8443"
+group = "app"
+idle_timeout = "2m"
+idle_close = "rst"
+backlog = 512
+request_header_timeout = "5s"
+max_requests_per_connection = 1000
+max_header_size = "32KiB"
+max_uri_length = "4KB"
+max_body_size = "1GiB"
+tunnel_idle_timeout = "10m"
+log_query = true
+http2 = { max_concurrent_streams = 250, max_pending_reset_streams = 20, max_local_error_reset_streams = 10 }
+
+  [listener.tls]
+  certificates = [
+    { cert = "/srv/tls/a.pem", key = "/srv/tls/a.key" },
+    { cert = "b.pem", key = "keys/b.key" },
+  ]
+  min_version = "1.3"
+  session_lifetime = "1h"
+
+  [[listener.rule]]
+  host = "API.example.com"
+  path_prefix = "/v1/"
+  group = "api"
+
+  [[listener.rule]]
+  host = "*.Example.org"
+  path = "/login"
+  group = "app"
+
+  [[listener.rule]]
+  path_prefix = "/old/"
+  redirect = { scheme = "https", host = "www.example.com", port = 443, status = 308 }
+
+  [[listener.rule]]
+  host = "example.net"
+  redirect = { host = "example.com" }
+
+[[group]]
+name = "api"
+request_timeout = "2m"
+pool = { max_idle_per_server = 0 }
+persistence = { mode = "cookie_insert", cookie = "SERVERID", timeout = "1h" }
+servers = [{ address = "10.0.1.1:9000" }]
+
 [[group]]
 name = "app"
 algorithm = "least_conn"
 connect_timeout = "2s"
 retries = 3
 tcp_keepalive = { count = 3 }
+request_timeout = "30s"
+pool = { idle_timeout = "20s", max_idle_per_server = 16 }
 servers = [
   { address = "10.0.0.11:8000", weight = 100 },
   { address = "10.0.0.12:8000", weight = 0, backup = true, name = "spare" },
@@ -76,7 +130,8 @@ servers = [
 
 #[test]
 fn a_config_with_every_key_parses_to_the_exact_model() {
-    let loaded = parse(FULL, "full.toml").unwrap();
+    // Relative certificate paths resolve against the directory of the file they are in.
+    let loaded = parse(FULL, "/etc/weir/full.toml").unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 
     let web = Listener {
@@ -93,6 +148,7 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
             count: 4,
         }),
         backlog: 4096,
+        http: None,
     };
     let mut range = Listener::new(
         "range.v6",
@@ -101,6 +157,89 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
         "app",
     );
     range.tcp_keepalive = Some(TcpKeepalive::default());
+
+    let secure = Listener {
+        name: "secure".into(),
+        protocol: Protocol::Https,
+        bind: vec![addr("0.0.0.0:8443")],
+        group: "app".into(),
+        idle_timeout: Duration::from_secs(120),
+        idle_close: CloseMode::Rst,
+        propagate_reset: true,
+        tcp_keepalive: None,
+        backlog: 512,
+        http: Some(HttpSettings {
+            request_header_timeout: Duration::from_secs(5),
+            max_requests_per_connection: 1000,
+            max_header_size: 32 * 1024,
+            max_uri_length: 4000,
+            max_body_size: 1 << 30,
+            tunnel_idle_timeout: Duration::from_secs(600),
+            log_query: true,
+            http2: Http2Limits {
+                max_concurrent_streams: 250,
+                max_pending_reset_streams: 20,
+                max_local_error_reset_streams: 10,
+            },
+            tls: Some(Tls {
+                certificates: vec![
+                    CertificateFiles {
+                        cert: PathBuf::from("/srv/tls/a.pem"),
+                        key: PathBuf::from("/srv/tls/a.key"),
+                    },
+                    CertificateFiles {
+                        cert: PathBuf::from("/etc/weir/b.pem"),
+                        key: PathBuf::from("/etc/weir/keys/b.key"),
+                    },
+                ],
+                min_version: TlsVersion::Tls13,
+                session_lifetime: Duration::from_secs(3600),
+            }),
+            rules: vec![
+                Rule {
+                    host: Some(HostMatch::Exact("api.example.com".into())),
+                    path: Some(PathMatch::Prefix("/v1/".into())),
+                    action: RuleAction::Group("api".into()),
+                },
+                Rule {
+                    host: Some(HostMatch::Wildcard(".example.org".into())),
+                    path: Some(PathMatch::Exact("/login".into())),
+                    action: RuleAction::Group("app".into()),
+                },
+                Rule {
+                    host: None,
+                    path: Some(PathMatch::Prefix("/old/".into())),
+                    action: RuleAction::Redirect(Redirect {
+                        scheme: Some("https".into()),
+                        host: Some("www.example.com".into()),
+                        port: Some(443),
+                        status: 308,
+                    }),
+                },
+                Rule {
+                    host: Some(HostMatch::Exact("example.net".into())),
+                    path: None,
+                    action: RuleAction::Redirect(Redirect {
+                        scheme: None,
+                        host: Some("example.com".into()),
+                        port: None,
+                        status: 301,
+                    }),
+                },
+            ],
+        }),
+    };
+
+    let mut api = Group::new("api", vec![Server::new(addr("10.0.1.1:9000"))]);
+    api.request_timeout = Duration::from_secs(120);
+    api.pool = Pool {
+        max_idle_per_server: 0,
+        ..Pool::default()
+    };
+    api.persistence = Some(Persistence::CookieInsert {
+        cookie: "SERVERID".into(),
+        timeout: Some(Duration::from_secs(3600)),
+    });
 
     let app = Group {
         name: "app".into(),
@@ -151,6 +290,12 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
             count: 3,
             ..TcpKeepalive::default()
         }),
+        request_timeout: Duration::from_secs(30),
+        pool: Pool {
+            idle_timeout: Duration::from_secs(20),
+            max_idle_per_server: 16,
+        },
+        persistence: None,
     };
 
     let expected = Config {
@@ -166,8 +311,8 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
             listen: addr("0.0.0.0:9900"),
             token_file: Some(PathBuf::from("/etc/weir/admin.token")),
         }),
-        listeners: vec![web, range],
-        groups: vec![app],
+        listeners: vec![web, range, secure],
+        groups: vec![api, app],
     };
     assert_eq!(loaded.config, expected);
 }
@@ -224,6 +369,116 @@ fn a_minimal_config_gets_every_default() {
     );
     assert_eq!(loaded.config.log.access, AccessLogTarget::Stdout);
     assert_eq!(loaded.config.log.format, LogFormat::Json);
+}
+
+const MINIMAL_HTTP: &str = r#"
+[[listener]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:0"
+group = "pg"
+"#;
+
+#[test]
+fn a_minimal_http_listener_gets_every_default() {
+    let source = format!("{MINIMAL}{MINIMAL_HTTP}");
+    let loaded = parse(&source, "minimal.toml").unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let [tcp, http] = loaded.config.listeners.as_slice() else {
+        panic!("{:?}", loaded.config.listeners);
+    };
+    assert_eq!(
+        *http,
+        Listener::new("web", Protocol::Http, vec![addr("127.0.0.1:0")], "pg")
+    );
+
+    // The documented defaults, spelled out once so a change to them is a visible decision.
+    assert_eq!(http.idle_timeout, HTTP_IDLE_TIMEOUT);
+    assert_eq!(http.idle_timeout, Duration::from_secs(60));
+    assert_eq!(tcp.idle_timeout, Duration::from_secs(900));
+    assert_eq!(tcp.http, None);
+    let settings = http.http.as_ref().unwrap();
+    assert_eq!(*settings, HttpSettings::default());
+    assert_eq!(settings.request_header_timeout, Duration::from_secs(10));
+    assert_eq!(settings.max_requests_per_connection, 100);
+    assert_eq!(settings.max_header_size, 64 * 1024);
+    assert_eq!(settings.max_uri_length, 8 * 1024);
+    assert_eq!(settings.max_body_size, 100 * 1024 * 1024);
+    assert_eq!(settings.tunnel_idle_timeout, Duration::from_secs(300));
+    assert!(!settings.log_query);
+    assert_eq!(settings.http2.max_concurrent_streams, 100);
+    assert_eq!(settings.http2.max_pending_reset_streams, 50);
+    assert_eq!(settings.http2.max_local_error_reset_streams, 50);
+    assert_eq!(settings.tls, None);
+    assert!(settings.rules.is_empty());
+    let group = &loaded.config.groups[0];
+    assert_eq!(group.request_timeout, Duration::from_secs(60));
+    assert_eq!(group.pool.idle_timeout, Duration::from_secs(30));
+    assert_eq!(group.pool.max_idle_per_server, 64);
+    assert_eq!(group.persistence, None);
+}
+
+#[test]
+fn http_variants_parse() {
+    let source = format!(
+        "{MINIMAL_HTTP}max_header_size = \"1MiB\"\nmax_uri_length = \"256B\"\n\
+         max_body_size = \"1TiB\"\n\
+         [listener.http2]\nmax_concurrent_streams = 1\n\
+         [[listener.rule]]\nredirect = {{ scheme = \"https\" }}\n\
+         [[group]]\nname = \"pg\"\nservers = [{{ address = \"127.0.0.1:5432\" }}]\n\
+         persistence = {{ mode = \"cookie_rewrite\", cookie = \"JSESSIONID\" }}\n\
+         [[group]]\nname = \"other\"\nservers = [{{ address = \"127.0.0.1:5433\" }}]\n\
+         persistence = {{ mode = \"cookie_insert\", cookie = \"s\" }}\n\
+         [[listener]]\nname = \"tls\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\n\
+         group = \"other\"\ntls = {{ certificates = [{{ cert = \"c.pem\", key = \"k.pem\" }}] }}\n"
+    );
+    let loaded = parse(&source, "weir.toml").unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let http = loaded.config.listeners[0].http.as_ref().unwrap();
+    assert_eq!(http.max_header_size, 1 << 20);
+    assert_eq!(http.max_uri_length, 256);
+    assert_eq!(http.max_body_size, 1 << 40);
+    assert_eq!(http.http2.max_concurrent_streams, 1);
+    assert_eq!(http.http2.max_pending_reset_streams, 50);
+    let redirect = Redirect {
+        scheme: Some("https".into()),
+        host: None,
+        port: None,
+        status: 301,
+    };
+    assert_eq!(
+        http.rules,
+        [Rule {
+            host: None,
+            path: None,
+            action: RuleAction::Redirect(redirect)
+        }]
+    );
+    let groups = &loaded.config.groups;
+    assert_eq!(
+        groups[0].persistence,
+        Some(Persistence::CookieRewrite {
+            cookie: "JSESSIONID".into()
+        })
+    );
+    assert_eq!(
+        groups[1].persistence,
+        Some(Persistence::CookieInsert {
+            cookie: "s".into(),
+            timeout: None
+        })
+    );
+    // A config file without a directory: relative paths stay as written; defaults fill the rest.
+    let tls = loaded.config.listeners[1]
+        .http
+        .as_ref()
+        .unwrap()
+        .tls
+        .clone();
+    let tls = tls.unwrap();
+    assert_eq!(tls.certificates[0].cert, PathBuf::from("c.pem"));
+    assert_eq!(tls.min_version, TlsVersion::Tls12);
+    assert_eq!(tls.session_lifetime, Duration::from_secs(300));
 }
 
 #[test]

@@ -14,13 +14,19 @@ use std::thread::JoinHandle;
 
 use weir_config::{AccessLogTarget, LogFormat};
 
-use crate::end::ConnRecord;
+use crate::end::Record;
 
 /// Something that receives end records. The data path calls [`RecordSink::record`] once per
-/// connection, on the connection's task: implementations must not block.
+/// connection or request, on its task: implementations must not block.
 pub trait RecordSink: Send + Sync + 'static {
     /// Takes one finished record.
-    fn record(&self, record: &ConnRecord);
+    fn record(&self, record: &Record);
+
+    /// Whether records are wanted at all; when not, the data path skips building the parts
+    /// of a record that cost allocations (paths, hosts).
+    fn wants_records(&self) -> bool {
+        true
+    }
 }
 
 /// Where records go: nowhere, or a background writer.
@@ -67,7 +73,11 @@ impl AccessLog {
 }
 
 impl RecordSink for AccessLog {
-    fn record(&self, record: &ConnRecord) {
+    fn wants_records(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn record(&self, record: &Record) {
         let Some(tx) = &self.tx else { return };
         let line = format_record(record, self.format);
         let _ = tx.send(line);
@@ -75,7 +85,7 @@ impl RecordSink for AccessLog {
 }
 
 /// Formats one record as a line (with its newline).
-pub fn format_record(record: &ConnRecord, format: LogFormat) -> Vec<u8> {
+pub fn format_record(record: &Record, format: LogFormat) -> Vec<u8> {
     let mut line = match format {
         LogFormat::Json => serde_json::to_vec(record).unwrap_or_default(),
         LogFormat::Text => text_line(record).into_bytes(),
@@ -84,7 +94,7 @@ pub fn format_record(record: &ConnRecord, format: LogFormat) -> Vec<u8> {
     line
 }
 
-fn text_line(record: &ConnRecord) -> String {
+fn text_line(record: &Record) -> String {
     let value = serde_json::to_value(record).unwrap_or_default();
     let mut out = String::new();
     if let serde_json::Value::Object(map) = value {
@@ -126,10 +136,10 @@ fn write_lines(rx: mpsc::Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
 }
 
 /// A sink that forwards records to an in-process channel (tests, `weir demo`).
-pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<ConnRecord>);
+pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<Record>);
 
 impl RecordSink for ChannelSink {
-    fn record(&self, record: &ConnRecord) {
+    fn record(&self, record: &Record) {
         let _ = self.0.send(record.clone());
     }
 }
@@ -138,7 +148,11 @@ impl RecordSink for ChannelSink {
 pub struct Tee(pub Vec<Arc<dyn RecordSink>>);
 
 impl RecordSink for Tee {
-    fn record(&self, record: &ConnRecord) {
+    fn wants_records(&self) -> bool {
+        self.0.iter().any(|sink| sink.wants_records())
+    }
+
+    fn record(&self, record: &Record) {
         for sink in &self.0 {
             sink.record(record);
         }

@@ -211,6 +211,98 @@ impl ConnRecord {
     }
 }
 
+/// Everything the access log says about one HTTP request (or one rejected request head).
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpRecord {
+    /// Wall-clock time the request head was complete (or the connection accepted, for
+    /// requests rejected before that).
+    #[serde(serialize_with = "ser_time")]
+    pub time: SystemTime,
+    /// Listener name.
+    pub listener: String,
+    /// `"http"` or `"https"`.
+    pub protocol: &'static str,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub http_version: &'static str,
+    /// `TLSv1.2` / `TLSv1.3` on https listeners.
+    pub tls_version: Option<&'static str>,
+    /// Request method (`-` when the head could not be parsed).
+    pub method: String,
+    /// Host the request named (authority or Host header), if any.
+    pub host: Option<String>,
+    /// Request path; the query string only when the listener logs it.
+    pub path: String,
+    /// Status the client got.
+    pub status: u16,
+    /// Status the server sent, `-` when no response came from a server.
+    #[serde(serialize_with = "ser_upstream_status")]
+    pub upstream_status: Option<u16>,
+    /// Group the request was routed to.
+    pub group: Option<String>,
+    /// Server that answered (or was last tried).
+    pub server: Option<String>,
+    /// Its address.
+    pub server_addr: Option<SocketAddr>,
+    /// Failed attempts (connect failures, a stale pooled connection) before the last one.
+    pub retries: u32,
+    /// Time from the complete request head to the end of the response.
+    #[serde(serialize_with = "ser_secs")]
+    pub request_time: Duration,
+    /// Time connecting to the server (0 on a reused connection); none without a server.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub upstream_connect_time: Option<Duration>,
+    /// Time until the server's response head.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub upstream_header_time: Option<Duration>,
+    /// Time until the server's response body ended.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub upstream_response_time: Option<Duration>,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// Who ended the request.
+    pub end_by: EndBy,
+    /// How.
+    pub end_how: EndHow,
+    /// In which phase.
+    pub end_phase: EndPhase,
+    /// Why, for weir-side ends.
+    pub end_reason: Option<&'static str>,
+}
+
+impl HttpRecord {
+    /// Writes the end fields.
+    pub fn end(&mut self, end: End) {
+        self.end_by = end.by;
+        self.end_how = end.how;
+        self.end_phase = end.phase;
+        self.end_reason = end.reason;
+    }
+}
+
+/// One access-log record.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    /// A TCP connection (tcp listeners, and tunnels after an HTTP upgrade).
+    Tcp(ConnRecord),
+    /// An HTTP request.
+    Http(HttpRecord),
+}
+
+fn ser_upstream_status<S: serde::Serializer>(
+    status: &Option<u16>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match status {
+        Some(code) => s.serialize_u16(*code),
+        None => s.serialize_str("-"),
+    }
+}
+
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     // Seconds with microsecond precision, as NGINX and HAProxy logs write durations.
     s.serialize_f64((d.as_micros() as f64) / 1e6)

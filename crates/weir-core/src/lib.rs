@@ -12,10 +12,12 @@
 pub mod access_log;
 mod clock;
 pub mod end;
+pub mod http;
 pub mod l4;
 pub mod listener;
 pub mod net;
 pub mod runtime;
+pub mod tls;
 pub mod upstream;
 
 pub use runtime::{Proxy, ShutdownReport, StartError};

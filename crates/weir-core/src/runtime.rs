@@ -2,21 +2,24 @@
 //! orderly shutdown (stop accepting, let connections finish within the grace, then close what
 //! is left with FIN).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 use weir_config::{Config, Protocol};
 
 use crate::access_log::RecordSink;
+use crate::http::conn::HttpEntry;
+use crate::http::service::{HttpGroup, HttpService};
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig};
 use crate::l4::tcp::TcpService;
-use crate::listener::{Lifecycle, accept_loop, bind_tcp};
+use crate::listener::{Lifecycle, Service, accept_loop, bind_tcp};
+use crate::tls::server_config;
 use crate::upstream::health::spawn_checks;
 use crate::upstream::{ServerState, Upstream};
 
@@ -40,6 +43,14 @@ pub enum StartError {
         listener: String,
         /// The protocol.
         protocol: &'static str,
+    },
+    /// A TLS certificate or key could not be loaded.
+    #[error("listener \"{listener}\": {source}")]
+    Tls {
+        /// Listener name.
+        listener: String,
+        /// What went wrong, naming the file.
+        source: crate::tls::TlsError,
     },
     /// A listener names a group that does not exist (validation prevents this for files).
     #[error("listener \"{listener}\": no group named \"{group}\"")]
@@ -67,7 +78,9 @@ struct Bound {
 /// A running weir instance.
 pub struct Proxy {
     listeners: Vec<Bound>,
-    upstreams: HashMap<String, Arc<Upstream>>,
+    upstreams: Vec<Arc<Upstream>>,
+    http_groups: Vec<Arc<HttpGroup>>,
+    http_tasks: TaskTracker,
     life: Lifecycle,
     accept_tasks: TaskTracker,
     health_stop: CancellationToken,
@@ -78,43 +91,72 @@ impl Proxy {
     /// Binds every listener, starts health checks, then starts accepting. Nothing is started
     /// when any listener fails to bind.
     pub async fn start(config: &Config, sink: Arc<dyn RecordSink>) -> Result<Proxy, StartError> {
-        let upstreams: HashMap<String, Arc<Upstream>> = config
+        let upstreams: Vec<Arc<Upstream>> = config
             .groups
             .iter()
             .map(|group| {
-                let upstream = Upstream::new(group.clone(), |group, server| {
+                Arc::new(Upstream::new(group.clone(), |group, server| {
                     Arc::new(ServerState::new(group, &server.name, server.address))
-                });
-                (group.name.clone(), Arc::new(upstream))
+                }))
             })
             .collect();
+        let group_index = |name: &str| upstreams.iter().position(|u| u.name() == name);
+        let http_groups: Vec<Arc<HttpGroup>> = upstreams
+            .iter()
+            .map(|u| Arc::new(HttpGroup::new(u.clone())))
+            .collect();
+        let http_tasks = TaskTracker::new();
 
         let mut sockets = Vec::new();
         for listener in &config.listeners {
-            if listener.protocol != Protocol::Tcp {
-                return Err(StartError::Unsupported {
-                    listener: listener.name.clone(),
-                    protocol: listener.protocol.as_str(),
-                });
-            }
-            let upstream =
-                upstreams
-                    .get(&listener.group)
-                    .ok_or_else(|| StartError::UnknownGroup {
-                        listener: listener.name.clone(),
-                        group: listener.group.clone(),
-                    })?;
-            let service = Arc::new(TcpService {
+            let unknown_group = || StartError::UnknownGroup {
                 listener: listener.name.clone(),
-                upstream: upstream.clone(),
-                forward: ForwardConfig {
-                    idle_timeout: listener.idle_timeout,
-                    idle_close: listener.idle_close,
-                    propagate_reset: listener.propagate_reset,
-                },
-                keepalive: listener.tcp_keepalive,
-                sink: sink.clone(),
-            });
+                group: listener.group.clone(),
+            };
+            let index = group_index(&listener.group).ok_or_else(unknown_group)?;
+            let service = match (listener.protocol, &listener.http) {
+                (Protocol::Tcp, _) => Service::Tcp(Arc::new(TcpService {
+                    listener: listener.name.clone(),
+                    upstream: upstreams[index].clone(),
+                    forward: ForwardConfig {
+                        idle_timeout: listener.idle_timeout,
+                        idle_close: listener.idle_close,
+                        propagate_reset: listener.propagate_reset,
+                    },
+                    keepalive: listener.tcp_keepalive,
+                    sink: sink.clone(),
+                })),
+                (Protocol::Http | Protocol::Https, Some(settings)) => {
+                    let tls = match &settings.tls {
+                        Some(tls) => {
+                            Some(TlsAcceptor::from(server_config(tls).map_err(|source| {
+                                StartError::Tls {
+                                    listener: listener.name.clone(),
+                                    source,
+                                }
+                            })?))
+                        }
+                        None => None,
+                    };
+                    let service = HttpService::new(
+                        listener.name.clone(),
+                        settings.clone(),
+                        listener.idle_timeout,
+                        http_groups.clone(),
+                        index,
+                        group_index,
+                        sink.clone(),
+                        http_tasks.clone(),
+                    );
+                    Service::Http(Arc::new(HttpEntry::new(Arc::new(service), tls)))
+                }
+                (protocol, _) => {
+                    return Err(StartError::Unsupported {
+                        listener: listener.name.clone(),
+                        protocol: protocol.as_str(),
+                    });
+                }
+            };
             for &addr in &listener.bind {
                 let socket = bind_tcp(addr, listener.backlog)
                     .and_then(TcpListener::from_std)
@@ -130,9 +172,10 @@ impl Proxy {
 
         let health_stop = CancellationToken::new();
         let health_tasks = TaskTracker::new();
-        for upstream in upstreams.values() {
+        for upstream in &upstreams {
             spawn_checks(upstream, &health_stop, &health_tasks);
         }
+        health_tasks.spawn(sweep_pools(http_groups.clone(), health_stop.clone()));
 
         let life = Lifecycle {
             stop_accepting: CancellationToken::new(),
@@ -155,6 +198,8 @@ impl Proxy {
         Ok(Proxy {
             listeners,
             upstreams,
+            http_groups,
+            http_tasks,
             life,
             accept_tasks,
             health_stop,
@@ -173,7 +218,7 @@ impl Proxy {
 
     /// A group's run-time state.
     pub fn upstream(&self, group: &str) -> Option<&Arc<Upstream>> {
-        self.upstreams.get(group)
+        self.upstreams.iter().find(|u| u.name() == group)
     }
 
     /// Connections currently open.
@@ -207,6 +252,26 @@ impl Proxy {
         self.health_stop.cancel();
         self.health_tasks.close();
         self.health_tasks.wait().await;
+        // Idle server connections close with FIN; wait for them and any tunnel, bounded.
+        for group in &self.http_groups {
+            group.pool.clear();
+        }
+        self.http_tasks.close();
+        let _ = tokio::time::timeout(CLOSE_LINGER * 2, self.http_tasks.wait()).await;
         ShutdownReport { forced }
+    }
+}
+
+/// How often idle server connections past their idle time are dropped.
+const POOL_SWEEP: Duration = Duration::from_millis(250);
+
+async fn sweep_pools(groups: Vec<Arc<HttpGroup>>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(POOL_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => groups.iter().for_each(|g| g.pool.sweep()),
+        }
     }
 }

@@ -15,13 +15,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use weir_config::CloseMode;
 
 use crate::end::{End, EndBy, EndHow, EndPhase};
-use crate::net::close::{close_gracefully, close_with_reset};
+use crate::net::close::Endpoint;
 
 /// Size of each direction's buffer.
 const BUF_SIZE: usize = 16 * 1024;
@@ -41,7 +40,7 @@ pub struct ForwardConfig {
 }
 
 /// What forwarding did, and what is left to close.
-pub struct Forwarded {
+pub struct Forwarded<C, S> {
     /// Bytes read from the client.
     pub bytes_in: u64,
     /// Bytes read from the server.
@@ -51,12 +50,15 @@ pub struct Forwarded {
     /// When it ended (before any closing work).
     pub ended_at: Instant,
     /// Sockets still to close, and how.
-    pub closing: Closing,
+    pub closing: Closing<C, S>,
 }
 
 /// Closing work left after the end was decided. Run it after logging, so the record's
 /// duration is the connection's and not the close's.
-pub struct Closing(Vec<(TcpStream, CloseStyle)>);
+pub struct Closing<C, S> {
+    client: (C, CloseStyle),
+    server: (S, CloseStyle),
+}
 
 /// How one socket is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,20 +71,19 @@ enum CloseStyle {
     Reset,
 }
 
-impl Closing {
-    /// Closes every socket as decided.
+impl<C: Endpoint, S: Endpoint> Closing<C, S> {
+    /// Closes both sides as decided, concurrently.
     pub async fn run(self) {
-        let mut graceful = Vec::new();
-        for (stream, style) in self.0 {
-            match style {
-                CloseStyle::Drop => drop(stream),
-                CloseStyle::Reset => close_with_reset(stream),
-                CloseStyle::Graceful => graceful.push(close_gracefully(stream, CLOSE_LINGER)),
-            }
-        }
-        for close in graceful {
-            // Sequential is fine: the first peer's FIN usually arrives with the second's.
-            close.await;
+        tokio::join!(close_as(self.client), close_as(self.server));
+    }
+}
+
+async fn close_as<E: Endpoint>((stream, style): (E, CloseStyle)) {
+    match style {
+        CloseStyle::Drop => drop(stream),
+        CloseStyle::Reset => stream.close_with_reset(),
+        CloseStyle::Graceful => {
+            stream.close_gracefully(CLOSE_LINGER).await;
         }
     }
 }
@@ -143,12 +144,16 @@ impl Half {
     }
 
     /// Copies until `src` is at EOF and `dst`'s write side is shut (Ready(Ok)), or a fault.
-    fn poll_copy(
+    fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
-        src: &mut TcpStream,
-        dst: &mut TcpStream,
-    ) -> Poll<Result<(), Fault>> {
+        src: &mut R,
+        dst: &mut W,
+    ) -> Poll<Result<(), Fault>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         loop {
             if self.pos == self.cap && !self.eof {
                 let mut read = ReadBuf::new(&mut self.buf);
@@ -225,12 +230,12 @@ enum Stop {
 
 /// Forwards between `client` and `server` until both directions are done or something ends
 /// the connection. Closing is left to the caller (see [`Forwarded::closing`]).
-pub async fn forward(
-    mut client: TcpStream,
-    mut server: TcpStream,
+pub async fn forward<C: Endpoint, S: Endpoint>(
+    mut client: C,
+    mut server: S,
     config: &ForwardConfig,
     shutdown: &CancellationToken,
-) -> Forwarded {
+) -> Forwarded<C, S> {
     let mut up = Half::new(Side::Client);
     let mut down = Half::new(Side::Server);
     let mut first_fin: Option<Side> = None;
@@ -280,7 +285,7 @@ pub async fn forward(
             let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
             (
                 end,
-                vec![(client, CloseStyle::Drop), (server, CloseStyle::Drop)],
+                ((client, CloseStyle::Drop), (server, CloseStyle::Drop)),
             )
         }
         Stop::Fault(fault) => {
@@ -294,7 +299,7 @@ pub async fn forward(
                 Side::Client => (CloseStyle::Drop, other),
                 Side::Server => (other, CloseStyle::Drop),
             };
-            (end, vec![(client, client_style), (server, server_style)])
+            (end, ((client, client_style), (server, server_style)))
         }
         Stop::Idle => {
             let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
@@ -310,20 +315,19 @@ pub async fn forward(
         bytes_out: down.bytes,
         end,
         ended_at,
-        closing: Closing(closing),
+        closing: Closing {
+            client: closing.0,
+            server: closing.1,
+        },
     }
 }
 
-fn close_both(
-    client: TcpStream,
-    server: TcpStream,
-    mode: CloseMode,
-) -> Vec<(TcpStream, CloseStyle)> {
+fn close_both<C, S>(client: C, server: S, mode: CloseMode) -> ((C, CloseStyle), (S, CloseStyle)) {
     let style = match mode {
         CloseMode::Fin => CloseStyle::Graceful,
         CloseMode::Rst => CloseStyle::Reset,
     };
-    vec![(client, style), (server, style)]
+    ((client, style), (server, style))
 }
 
 /// Pending until the connection has been idle for `timeout`; moves the timer forward lazily

@@ -12,7 +12,7 @@ use weir_config::TcpKeepalive;
 
 use super::forward::{CLOSE_LINGER, ForwardConfig, forward};
 use crate::access_log::RecordSink;
-use crate::end::{ConnRecord, End, EndHow, EndPhase};
+use crate::end::{ConnRecord, End, EndHow, EndPhase, Record};
 use crate::net::close::close_gracefully;
 use crate::net::sockopt;
 use crate::upstream::Upstream;
@@ -47,7 +47,7 @@ impl TcpService {
         let connected = tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                self.finish(&mut record, started, Instant::now(),
+                self.finish(record, started, Instant::now(),
                     End::weir(EndHow::Shutdown, EndPhase::Connect, "shutdown"));
                 close_gracefully(client, CLOSE_LINGER).await;
                 return;
@@ -65,7 +65,7 @@ impl TcpService {
                     record.server = Some(server.name.clone());
                     record.server_addr = Some(server.address);
                 }
-                self.finish(&mut record, started, Instant::now(), failed.end);
+                self.finish(record, started, Instant::now(), failed.end);
                 close_gracefully(client, CLOSE_LINGER).await;
                 return;
             }
@@ -79,14 +79,14 @@ impl TcpService {
         let forwarded = forward(client, conn.stream, &self.forward, &shutdown).await;
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
-        self.finish(&mut record, started, forwarded.ended_at, forwarded.end);
+        self.finish(record, started, forwarded.ended_at, forwarded.end);
         forwarded.closing.run().await;
         drop(conn.guard);
     }
 
-    fn finish(&self, record: &mut ConnRecord, started: Instant, ended: Instant, end: End) {
+    fn finish(&self, mut record: ConnRecord, started: Instant, ended: Instant, end: End) {
         record.duration = ended.saturating_duration_since(started);
         record.end(end);
-        self.sink.record(record);
+        self.sink.record(&Record::Tcp(record));
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::http::conn::HttpEntry;
 use crate::l4::tcp::TcpService;
 
 /// How long the accept loop pauses after running out of file descriptors or memory.
@@ -45,15 +46,33 @@ pub struct Lifecycle {
     pub connections: TaskTracker,
 }
 
+/// What a listener does with each connection.
+#[derive(Clone)]
+pub enum Service {
+    /// Layer-4 forwarding.
+    Tcp(Arc<TcpService>),
+    /// HTTP or HTTPS.
+    Http(Arc<HttpEntry>),
+}
+
+impl Service {
+    fn name(&self) -> &str {
+        match self {
+            Service::Tcp(tcp) => &tcp.listener,
+            Service::Http(http) => &http.service.listener,
+        }
+    }
+}
+
 /// Accepts connections until `stop_accepting`, then drains the accept queue and returns.
-pub async fn accept_loop(listener: TcpListener, service: Arc<TcpService>, life: Lifecycle) {
+pub async fn accept_loop(listener: TcpListener, service: Service, life: Lifecycle) {
     loop {
         tokio::select! {
             biased;
             _ = life.stop_accepting.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => spawn_connection(&service, &life, stream, peer),
-                Err(err) => on_accept_error(&service.listener, err).await,
+                Err(err) => on_accept_error(service.name(), err).await,
             },
         }
     }
@@ -69,17 +88,22 @@ pub async fn accept_loop(listener: TcpListener, service: Arc<TcpService>, life: 
     }
 }
 
-fn spawn_connection(
-    service: &Arc<TcpService>,
-    life: &Lifecycle,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
-    let service = service.clone();
-    let force_close = life.force_close.clone();
-    let span = info_span!("conn", listener = %service.listener, %peer);
-    life.connections
-        .spawn(async move { service.serve(stream, peer, force_close).await }.instrument(span));
+fn spawn_connection(service: &Service, life: &Lifecycle, stream: TcpStream, peer: SocketAddr) {
+    let span = info_span!("conn", listener = %service.name(), %peer);
+    match service {
+        Service::Tcp(tcp) => {
+            let tcp = tcp.clone();
+            let force_close = life.force_close.clone();
+            life.connections
+                .spawn(async move { tcp.serve(stream, peer, force_close).await }.instrument(span));
+        }
+        Service::Http(http) => {
+            let http = http.clone();
+            let conn_life = life.clone();
+            life.connections
+                .spawn(async move { http.serve(stream, peer, conn_life).await }.instrument(span));
+        }
+    }
 }
 
 fn is_resource_error(err: &io::Error) -> bool {

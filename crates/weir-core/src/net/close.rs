@@ -74,6 +74,46 @@ pub fn close_with_reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// A byte stream weir can close the way it promises: FIN and drain, or a deliberate RST.
+pub trait Endpoint: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+    /// Orderly close: FIN, read and discard until the peer's FIN or `linger`, then close.
+    fn close_gracefully(self, linger: Duration) -> impl Future<Output = CloseOutcome> + Send;
+    /// Abortive close where the stream can do it; an orderly-as-possible drop otherwise.
+    fn close_with_reset(self);
+}
+
+impl Endpoint for TcpStream {
+    fn close_gracefully(self, linger: Duration) -> impl Future<Output = CloseOutcome> + Send {
+        close_gracefully(self, linger)
+    }
+
+    fn close_with_reset(self) {
+        close_with_reset(self);
+    }
+}
+
+/// Orderly close of any stream (a TLS stream, an upgraded connection): shut down the write
+/// side, then read and discard until the peer's end or `linger`.
+pub async fn close_stream_gracefully<S>(mut stream: S, linger: Duration) -> CloseOutcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(linger, stream.shutdown()).await;
+    let mut scratch = vec![0u8; SCRATCH];
+    tokio::time::timeout(linger, async {
+        loop {
+            match stream.read(&mut scratch).await {
+                Ok(0) => return CloseOutcome::PeerFin,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return CloseOutcome::PeerRst,
+            }
+        }
+    })
+    .await
+    .unwrap_or(CloseOutcome::TimedOut)
+}
+
 /// Reads and discards until the peer's FIN or an error.
 async fn discard_until_end(stream: &mut TcpStream, scratch: &mut [u8]) -> CloseOutcome {
     loop {

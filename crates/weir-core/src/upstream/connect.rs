@@ -98,7 +98,7 @@ fn pick_next(upstream: &Upstream, client: IpAddr, tried: &[usize]) -> Option<usi
     })
 }
 
-async fn connect_one(
+pub(crate) async fn connect_one(
     addr: SocketAddr,
     timeout: Duration,
     keepalive: Option<&weir_config::TcpKeepalive>,

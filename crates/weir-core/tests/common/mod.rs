@@ -10,13 +10,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use weir_core::Proxy;
 use weir_core::access_log::ChannelSink;
-use weir_core::end::ConnRecord;
+use weir_core::end::{ConnRecord, HttpRecord, Record};
 
 /// A running proxy with its record stream.
 pub struct Harness {
     proxy: Option<Proxy>,
     pub addr: SocketAddr,
-    records: mpsc::UnboundedReceiver<ConnRecord>,
+    records: mpsc::UnboundedReceiver<Record>,
 }
 
 impl Harness {
@@ -54,16 +54,32 @@ impl Harness {
         self.take_proxy().shutdown(grace).await
     }
 
-    /// The next end record (fails the test after 10 s).
-    pub async fn record(&mut self) -> ConnRecord {
+    /// The next record of any kind (fails the test after 10 s).
+    pub async fn any_record(&mut self) -> Record {
         tokio::time::timeout(Duration::from_secs(10), self.records.recv())
             .await
             .expect("an end record within 10 s")
             .expect("record channel open")
     }
 
+    /// The next TCP connection record.
+    pub async fn record(&mut self) -> ConnRecord {
+        match self.any_record().await {
+            Record::Tcp(r) => r,
+            Record::Http(r) => panic!("expected a TCP record, got {r:?}"),
+        }
+    }
+
+    /// The next HTTP request record.
+    pub async fn http_record(&mut self) -> HttpRecord {
+        match self.any_record().await {
+            Record::Http(r) => r,
+            Record::Tcp(r) => panic!("expected an HTTP record, got {r:?}"),
+        }
+    }
+
     /// Records that have arrived so far, without waiting.
-    pub fn drain_records(&mut self) -> Vec<ConnRecord> {
+    pub fn drain_records(&mut self) -> Vec<Record> {
         let mut out = Vec::new();
         while let Ok(r) = self.records.try_recv() {
             out.push(r);

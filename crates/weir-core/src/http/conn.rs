@@ -1,0 +1,294 @@
+//! One client connection of an `http`/`https` listener, from accept to close.
+//!
+//! https: peek at the first bytes (plain HTTP gets a readable 400, not a reset), then the TLS
+//! handshake. Both: hyper serves HTTP/1 or HTTP/2 on a [`ClientIo`] while weir watches the
+//! connection's timers — a request head that takes longer than `request_header_timeout` gets
+//! 408, a connection idle between requests for `idle_timeout` is closed — and shutdown (stop
+//! accepting: HTTP/1 finishes with `Connection: close`, HTTP/2 gets GOAWAY). When hyper is
+//! done, weir takes the stream back, answers itself if it has to (a refused request, a 408),
+//! and closes with FIN after draining what the client still sends.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use super::client_io::{ClientIo, ClientStream};
+use super::exchange::{Activity, new_record};
+use super::h1_guard::{GuardLimits, H1Guard};
+use super::service::{ConnInfo, HttpService};
+use crate::end::{End, EndBy, EndHow, EndPhase, Record};
+use crate::l4::forward::CLOSE_LINGER;
+use crate::listener::Lifecycle;
+use crate::net::close::{close_gracefully, drain_and_close};
+use crate::tls::detect::{FirstBytes, peek_first_bytes, reject_plain_http};
+
+/// Reason the guard gives for TLS bytes on a plain HTTP port.
+const TLS_ON_PLAIN_PORT: &str = "tls_on_plain_port";
+
+/// An `http`/`https` listener's connection handling.
+pub struct HttpEntry {
+    /// The request path.
+    pub service: Arc<HttpService>,
+    /// TLS, for https.
+    pub tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl HttpEntry {
+    /// Prepares connection handling for a listener.
+    pub fn new(service: Arc<HttpService>, tls: Option<TlsAcceptor>) -> Self {
+        let settings = &service.settings;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .max_buf_size((settings.max_header_size + 16 * 1024).max(8192))
+            .keep_alive(true)
+            .half_close(false);
+        let h2 = settings.http2;
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
+            .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+            .max_header_list_size(settings.max_header_size.min(u32::MAX as usize) as u32);
+        HttpEntry {
+            service,
+            tls,
+            builder,
+        }
+    }
+
+    /// Serves one accepted connection to its end.
+    pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, life: Lifecycle) {
+        let _ = stream.set_nodelay(true);
+        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+        let Some(acceptor) = self.tls.clone() else {
+            let io = ClientIo::new(stream, Some(self.guard()));
+            self.run(io, peer, local_port, None, &life).await;
+            return;
+        };
+        let header_timeout = self.service.settings.request_header_timeout;
+        match peek_first_bytes(&stream, header_timeout).await {
+            Ok(FirstBytes::PlainHttp) => {
+                self.log_rejected(
+                    peer,
+                    StatusCode::BAD_REQUEST,
+                    end_client("plain_http_on_tls_port"),
+                    None,
+                );
+                reject_plain_http(stream).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                debug!(%peer, %err, "connection ended before TLS");
+                return;
+            }
+        }
+        let accepted =
+            tokio::time::timeout(header_timeout, acceptor.accept(stream).into_fallible()).await;
+        let tls_stream = match accepted {
+            Ok(Ok(tls_stream)) => tls_stream,
+            Ok(Err((err, stream))) => {
+                debug!(%peer, %err, "TLS handshake failed");
+                close_gracefully(stream, CLOSE_LINGER).await;
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let (version, alpn) = crate::tls::describe(tls_stream.get_ref().1);
+        // HTTP/2 has no HTTP/1 framing to guard.
+        let guard = (alpn != Some(b"h2".as_slice())).then(|| self.guard());
+        let io = ClientIo::new(tls_stream, guard);
+        self.run(io, peer, local_port, Some(version), &life).await;
+    }
+
+    fn guard(&self) -> H1Guard {
+        let s = &self.service.settings;
+        H1Guard::new(GuardLimits {
+            max_header_size: s.max_header_size,
+            max_uri_length: s.max_uri_length,
+            max_body_size: s.max_body_size,
+        })
+    }
+
+    async fn run<S: ClientStream>(
+        &self,
+        io: ClientIo<S>,
+        peer: SocketAddr,
+        local_port: u16,
+        tls_version: Option<&'static str>,
+        life: &Lifecycle,
+    ) {
+        let handle = io.handle();
+        let info = Arc::new(ConnInfo {
+            client: peer,
+            local_port,
+            tls_version,
+            activity: Arc::new(Activity::new()),
+        });
+        let activity = info.activity.clone();
+        let service = self.service.clone();
+        let svc = service_fn(move |req| {
+            let service = service.clone();
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(service.handle(&info, req).await) }
+        });
+        let settings = &self.service.settings;
+        let check_every = settings
+            .request_header_timeout
+            .min(self.service.idle_timeout);
+        let mut draining = false;
+        // The connection lives in this block only: once it ends, hyper's handle on the stream
+        // is gone and weir can take the stream back.
+        let stop = {
+            let conn = self
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(io), svc);
+            tokio::pin!(conn);
+            loop {
+                let deadline = next_deadline(
+                    &handle,
+                    &activity,
+                    settings,
+                    self.service.idle_timeout,
+                    check_every,
+                );
+                tokio::select! {
+                    biased;
+                    result = conn.as_mut() => {
+                        if let Err(err) = result {
+                            debug!(%peer, %err, "client connection ended with an error");
+                        }
+                        break Stop::Finished;
+                    }
+                    _ = life.force_close.cancelled() => break Stop::Forced,
+                    _ = life.stop_accepting.cancelled(), if !draining => {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let now = Instant::now();
+                        if handle.head_started().is_some_and(|t| t + settings.request_header_timeout <= now) {
+                            break Stop::HeadTimeout;
+                        }
+                        if handle.head_started().is_none()
+                            && activity.idle_since().is_some_and(|t| t + self.service.idle_timeout <= now)
+                        {
+                            break Stop::Idle;
+                        }
+                    }
+                }
+            }
+        };
+        let refused = handle.refused();
+        debug!(?refused, ?stop, "connection loop done");
+        let Ok(mut stream) = handle.into_stream() else {
+            debug!("stream still shared (upgraded)");
+            return; // upgraded: the tunnel owns the stream now
+        };
+        let answer = match (stop, refused) {
+            (_, Some(reject)) if reject.reason == TLS_ON_PLAIN_PORT => {
+                warn!(%peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
+                self.log_rejected(peer, reject.status, end_client(reject.reason), tls_version);
+                None
+            }
+            (_, Some(reject)) => {
+                self.log_rejected(peer, reject.status, end_client(reject.reason), tls_version);
+                Some(reject.status)
+            }
+            (Stop::HeadTimeout, None) => {
+                let end = End::weir(EndHow::Timeout, EndPhase::Request, "request_header_timeout");
+                self.log_rejected(peer, StatusCode::REQUEST_TIMEOUT, end, tls_version);
+                Some(StatusCode::REQUEST_TIMEOUT)
+            }
+            _ => None,
+        };
+        if let Some(status) = answer {
+            let _ =
+                tokio::time::timeout(CLOSE_LINGER, stream.write_all(&plain_answer(status))).await;
+        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, stream.shutdown()).await;
+        drain_and_close(stream.into_tcp(), CLOSE_LINGER).await;
+    }
+
+    /// Records a request weir answered (or closed) before hyper saw it.
+    fn log_rejected(
+        &self,
+        peer: SocketAddr,
+        status: StatusCode,
+        end: End,
+        tls_version: Option<&'static str>,
+    ) {
+        let sink = &self.service.sink;
+        if !sink.wants_records() {
+            return;
+        }
+        let mut record = new_record(&self.service.listener, self.service.tls, peer);
+        record.tls_version = tls_version;
+        record.status = status.as_u16();
+        record.end(end);
+        sink.record(&Record::Http(record));
+    }
+}
+
+/// Why the connection loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Finished,
+    Forced,
+    HeadTimeout,
+    Idle,
+}
+
+fn end_client(reason: &'static str) -> End {
+    End {
+        reason: Some(reason),
+        ..End::new(EndBy::Client, EndHow::Error, EndPhase::Request)
+    }
+}
+
+/// When the connection loop should look at its timers next.
+fn next_deadline<S: ClientStream>(
+    handle: &ClientIo<S>,
+    activity: &Activity,
+    settings: &weir_config::HttpSettings,
+    idle_timeout: Duration,
+    check_every: Duration,
+) -> Instant {
+    if let Some(started) = handle.head_started() {
+        return started + settings.request_header_timeout;
+    }
+    match activity.idle_since() {
+        Some(idle) => idle + idle_timeout,
+        None => Instant::now() + check_every,
+    }
+}
+
+/// weir's own short answer, written straight to the socket, closing the connection.
+fn plain_answer(status: StatusCode) -> Vec<u8> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!("{} {reason}\n", status.as_u16());
+    format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        body.len()
+    )
+    .into_bytes()
+}

@@ -1,0 +1,20 @@
+//! HTTP and HTTPS listeners: weir as a layer-7 load balancer.
+//!
+//! - [`conn`]: one client connection — TLS, hyper, timers, weir's own answers, the close.
+//! - [`client_io`] and [`h1_guard`]: the client stream as hyper sees it, checked on the way in.
+//! - [`service`]: the request path — route, pick, pool, send, retry, respond.
+//! - [`exchange`] and [`body`]: one request's state and how its end is recorded.
+//! - [`pool`]: keep-alive connections to servers.
+//! - [`route`], [`headers`], [`validate`], [`persistence`]: the pure rules.
+
+pub mod body;
+pub mod client_io;
+pub mod conn;
+pub mod exchange;
+pub mod h1_guard;
+pub mod headers;
+pub mod persistence;
+pub mod pool;
+pub mod route;
+pub mod service;
+pub mod validate;

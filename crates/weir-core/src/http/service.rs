@@ -1,0 +1,573 @@
+//! The request path of an `http`/`https` listener: check → route → pick a server (cookie
+//! first) → pooled or new connection → send, retrying where it is safe → stream the response
+//! back, recording the exchange as it goes.
+//!
+//! Retries follow SPEC §4: a refused or timed-out connect moves to another server; a request
+//! that fails on a *reused* connection before any response byte (the stale keep-alive race) is
+//! sent once more on a fresh connection when its method is idempotent and its body is in
+//! memory; otherwise the client gets 502 and the record names the server's close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::{Body, Incoming};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use weir_config::HttpSettings;
+
+use super::body::{ReqBody, RespBody, err_is_reset};
+use super::exchange::{Activity, BytesIn, Exchange, UpstreamLeg, new_record};
+use super::headers::{self, ClientInfo};
+use super::persistence::Persist;
+use super::pool::{GroupPool, Sender, handshake};
+use super::route::{Route, Router, host_of, redirect_location};
+use super::validate::{Limits, check_request};
+use crate::access_log::RecordSink;
+use crate::end::{End, EndBy, EndHow, EndPhase};
+use crate::upstream::Upstream;
+use crate::upstream::connect::connect_one;
+
+/// Request bodies up to this size are read completely before the request is sent: a malformed
+/// body never reaches a server, and the request can be retried.
+const BUFFERED_BODY: usize = 64 * 1024;
+
+/// One group as HTTP listeners use it.
+pub struct HttpGroup {
+    /// Selection, health, live state.
+    pub upstream: Arc<Upstream>,
+    /// Idle keep-alive connections.
+    pub pool: GroupPool,
+    /// Cookie persistence, if configured.
+    pub persist: Option<Persist>,
+}
+
+impl HttpGroup {
+    /// Builds the HTTP side of a group.
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        let config = &upstream.config;
+        HttpGroup {
+            pool: GroupPool::new(upstream.servers.len(), &config.pool),
+            persist: config
+                .persistence
+                .as_ref()
+                .map(|p| Persist::new(p, &config.name, &config.servers)),
+            upstream,
+        }
+    }
+
+    fn eligible(&self, server: usize) -> bool {
+        let (Some(state), Some(cfg)) = (
+            self.upstream.servers.get(server),
+            self.upstream.config.servers.get(server),
+        ) else {
+            return false;
+        };
+        state.is_healthy() && !state.is_draining() && cfg.weight > 0
+    }
+}
+
+/// Everything an HTTP listener's requests share.
+pub struct HttpService {
+    /// Listener name.
+    pub listener: String,
+    /// Whether the listener is https.
+    pub tls: bool,
+    /// The listener's HTTP settings.
+    pub settings: HttpSettings,
+    /// Client keep-alive idle time between requests (the listener's `idle_timeout`).
+    pub idle_timeout: Duration,
+    /// Host/path rules.
+    pub router: Router,
+    /// Every group, by runtime index.
+    pub groups: Vec<Arc<HttpGroup>>,
+    /// The listener's default group.
+    pub default_group: usize,
+    /// Where records go.
+    pub sink: Arc<dyn RecordSink>,
+    /// Server connection drivers and tunnels.
+    pub tasks: TaskTracker,
+    limits: Limits,
+}
+
+/// Facts about the client connection a request came on.
+pub struct ConnInfo {
+    /// Client address.
+    pub client: SocketAddr,
+    /// Listener port the client connected to.
+    pub local_port: u16,
+    /// `TLSv1.3` etc. on https.
+    pub tls_version: Option<&'static str>,
+    /// In-flight requests and idle time.
+    pub activity: Arc<Activity>,
+}
+
+impl HttpService {
+    /// Builds a listener's service.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        listener: String,
+        settings: HttpSettings,
+        idle_timeout: Duration,
+        groups: Vec<Arc<HttpGroup>>,
+        default_group: usize,
+        group_index: impl Fn(&str) -> Option<usize>,
+        sink: Arc<dyn RecordSink>,
+        tasks: TaskTracker,
+    ) -> Self {
+        HttpService {
+            listener,
+            tls: settings.tls.is_some(),
+            router: Router::new(&settings.rules, group_index),
+            limits: Limits::from(&settings),
+            settings,
+            idle_timeout,
+            groups,
+            default_group,
+            sink,
+            tasks,
+        }
+    }
+
+    /// Handles one request to its response. Never fails: every problem is an answer.
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<RespBody> {
+        let count = conn.activity.begin();
+        let record = self
+            .sink
+            .wants_records()
+            .then(|| self.start_record(conn, &req));
+        let exchange = Exchange::new(conn.activity.clone(), self.sink.clone(), record);
+        let version = req.version();
+        let mut response = self.proxy(conn, req, exchange).await;
+        let closing =
+            count >= self.settings.max_requests_per_connection && version != Version::HTTP_2;
+        if closing {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    fn start_record(&self, conn: &ConnInfo, req: &Request<Incoming>) -> crate::end::HttpRecord {
+        let mut record = new_record(&self.listener, self.tls, conn.client);
+        record.tls_version = conn.tls_version;
+        record.http_version = version_name(req.version());
+        record.method = req.method().as_str().to_string();
+        record.host = host_of(req.uri(), req.headers());
+        record.path = match (self.settings.log_query, req.uri().path_and_query()) {
+            (true, Some(pq)) => pq.as_str().to_string(),
+            _ => req.uri().path().to_string(),
+        };
+        record
+    }
+
+    async fn proxy(
+        &self,
+        conn: &ConnInfo,
+        req: Request<Incoming>,
+        exchange: Exchange,
+    ) -> Response<RespBody> {
+        let (mut parts, body) = req.into_parts();
+        if let Err(reject) = check_request(&parts, &self.limits) {
+            let end = End {
+                reason: Some(reject.reason),
+                ..End::new(EndBy::Client, EndHow::Error, EndPhase::Request)
+            };
+            return exchange.respond(reject.status, end, true);
+        }
+        let host = host_of(&parts.uri, &parts.headers);
+        let group_index = match self.router.route(host.as_deref(), parts.uri.path()) {
+            Route::Group(index) => index,
+            Route::Default => self.default_group,
+            Route::Redirect(rule) => return self.redirect(exchange, rule, &parts),
+        };
+        let Some(group) = self.groups.get(group_index).cloned() else {
+            return exchange.respond(
+                StatusCode::BAD_GATEWAY,
+                End::weir(EndHow::Error, EndPhase::Request, "no_group"),
+                false,
+            );
+        };
+        let mut exchange = exchange;
+        exchange.note(|r| r.group = Some(group.upstream.name().to_string()));
+
+        let body = match self.read_body(body, &parts.headers).await {
+            Ok((body, bytes_in)) => {
+                exchange.bytes_in = bytes_in;
+                body
+            }
+            Err(end) => return exchange.respond(StatusCode::BAD_REQUEST, end, true),
+        };
+        let pinned = group
+            .persist
+            .as_ref()
+            .and_then(|p| p.pinned(&parts.headers))
+            .filter(|&server| group.eligible(server));
+        if let Some(persist) = &group.persist {
+            persist.strip_request(&mut parts.headers);
+        }
+        let client = ClientInfo {
+            addr: conn.client,
+            local_port: conn.local_port,
+            tls: self.tls,
+            version: parts.version,
+        };
+        headers::prepare_request(&mut parts.headers, &client, false);
+        let head = UpstreamHead::new(parts);
+        self.send(exchange, group, head, body, pinned, conn.client)
+            .await
+    }
+
+    fn redirect(
+        &self,
+        exchange: Exchange,
+        rule: &weir_config::Redirect,
+        parts: &http::request::Parts,
+    ) -> Response<RespBody> {
+        let scheme = if self.tls { "https" } else { "http" };
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let location = redirect_location(rule, scheme, &authority, pq);
+        let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+        let mut response = exchange.respond(
+            status,
+            End::weir(EndHow::Done, EndPhase::Request, "redirect"),
+            false,
+        );
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+
+    /// Reads up to [`BUFFERED_BODY`] of the request body; a body that ends within it is sent
+    /// whole, a longer one streams on after the buffered prefix.
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        headers: &http::HeaderMap,
+    ) -> Result<(ReqBody, BytesIn), End> {
+        if body.is_end_stream() && !headers.contains_key(header::TRANSFER_ENCODING) {
+            return Ok((ReqBody::Empty, BytesIn::Known(0)));
+        }
+        let mut buffered = BytesMut::new();
+        let deadline = Instant::now() + self.settings.request_header_timeout;
+        loop {
+            let frame = match tokio::time::timeout_at(
+                deadline,
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+            )
+            .await
+            {
+                Ok(frame) => frame,
+                Err(_) => {
+                    // Slow body: stop buffering and stream the rest.
+                    return Ok(streamed(buffered.freeze(), body));
+                }
+            };
+            match frame {
+                None => {
+                    let n = buffered.len() as u64;
+                    return Ok((ReqBody::Full(Some(buffered.freeze())), BytesIn::Known(n)));
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buffered.extend_from_slice(&data);
+                    }
+                    if buffered.len() >= BUFFERED_BODY {
+                        return Ok(streamed(buffered.freeze(), body));
+                    }
+                }
+                Some(Err(err)) => {
+                    let how = if err_is_reset(&err) {
+                        EndHow::Rst
+                    } else {
+                        EndHow::Error
+                    };
+                    return Err(End::new(EndBy::Client, how, EndPhase::Request));
+                }
+            }
+        }
+    }
+
+    /// Picks servers, connects or reuses, sends, and turns the outcome into the response.
+    async fn send(
+        &self,
+        mut exchange: Exchange,
+        group: Arc<HttpGroup>,
+        head: UpstreamHead,
+        body: ReqBody,
+        pinned: Option<usize>,
+        client: SocketAddr,
+    ) -> Response<RespBody> {
+        let config = &group.upstream.config;
+        let idempotent = head.method.is_idempotent();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut pinned = pinned;
+        let mut failures: u32 = 0;
+        let mut stale_retry_used = false;
+        let mut force_fresh = false;
+        let mut last_failure: Option<(usize, End)> = None;
+        let mut body = Some(body);
+        let mut head = Some(head);
+
+        loop {
+            let Some(server) = pinned
+                .take()
+                .or_else(|| next_server(&group.upstream, client, &tried))
+            else {
+                let end = last_failure.map(|(_, end)| end).unwrap_or(End::weir(
+                    EndHow::Error,
+                    EndPhase::Connect,
+                    "no_server",
+                ));
+                exchange.note(|r| r.retries = failures.saturating_sub(1));
+                return exchange.respond(StatusCode::BAD_GATEWAY, end, false);
+            };
+            let state = group.upstream.servers[server].clone();
+            exchange.note(|r| {
+                r.server = Some(state.name.clone());
+                r.server_addr = Some(state.address);
+            });
+            let connect_started = Instant::now();
+            let pooled = if std::mem::take(&mut force_fresh) {
+                None
+            } else {
+                group.pool.checkout(server)
+            };
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(sender) => sender,
+                None => match self.connect(&group, server).await {
+                    Ok(sender) => sender,
+                    Err(end) => {
+                        tried.push(server);
+                        failures += 1;
+                        last_failure = Some((server, end));
+                        if failures > config.retries {
+                            exchange.note(|r| r.retries = failures - 1);
+                            return exchange.respond(StatusCode::BAD_GATEWAY, end, false);
+                        }
+                        continue;
+                    }
+                },
+            };
+            exchange.note(|r| {
+                r.upstream_connect_time = Some(if reused {
+                    Duration::ZERO
+                } else {
+                    connect_started.elapsed()
+                })
+            });
+
+            let (Some(this_head), Some(this_body)) = (head.take(), body.take()) else {
+                return exchange.respond(
+                    StatusCode::BAD_GATEWAY,
+                    End::weir(EndHow::Error, EndPhase::Response, "internal"),
+                    false,
+                );
+            };
+            // Keep a copy for the one stale-connection retry, only when it may happen.
+            let replay = (reused && idempotent && !stale_retry_used)
+                .then(|| this_body.replay().map(|b| (this_head.clone(), b)))
+                .flatten();
+            let guard = state.open_connection();
+            let sent_at = Instant::now();
+            let request = this_head.into_request(this_body);
+            let outcome =
+                tokio::time::timeout(config.request_timeout, sender.try_send_request(request))
+                    .await;
+            match outcome {
+                Err(_elapsed) => {
+                    drop(sender); // the exchange is abandoned: the connection closes
+                    let end = End::weir(EndHow::Timeout, EndPhase::Response, "request_timeout");
+                    exchange.note(|r| r.retries = failures);
+                    return exchange.respond(StatusCode::GATEWAY_TIMEOUT, end, false);
+                }
+                Ok(Ok(response)) => {
+                    exchange.note(|r| {
+                        r.retries = failures;
+                        r.upstream_header_time = Some(sent_at.elapsed());
+                    });
+                    let leg = UpstreamLeg {
+                        group: group.clone(),
+                        server,
+                        sender: Some(sender),
+                        keep_alive_hint: None,
+                        sent_at,
+                        _guard: guard,
+                    };
+                    return self.respond_upstream(exchange, leg, response);
+                }
+                Ok(Err(mut err)) => {
+                    if let Some(unsent) = err.take_message() {
+                        // The connection was gone before anything was written: nothing was
+                        // sent, so any request may go again, on another connection.
+                        let (parts, unsent_body) = unsent.into_parts();
+                        head = Some(UpstreamHead::new(parts));
+                        body = Some(unsent_body);
+                        pinned = Some(server);
+                        force_fresh = true;
+                        continue;
+                    }
+                    let reset = err_is_reset(err.error());
+                    let end = End::new(
+                        EndBy::Upstream,
+                        if reset { EndHow::Rst } else { EndHow::Fin },
+                        EndPhase::Response,
+                    );
+                    if let Some((again_head, again_body)) = replay {
+                        // The stale keep-alive race: retry once on a fresh connection.
+                        stale_retry_used = true;
+                        failures += 1;
+                        head = Some(again_head);
+                        body = Some(again_body);
+                        pinned = Some(server);
+                        force_fresh = true;
+                        continue;
+                    }
+                    exchange.note(|r| r.retries = failures);
+                    let mut end = end;
+                    if reused {
+                        end.reason = Some("reused_connection_closed");
+                    }
+                    return exchange.respond(StatusCode::BAD_GATEWAY, end, false);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, group: &HttpGroup, server: usize) -> Result<Sender, End> {
+        let config = &group.upstream.config;
+        let state = &group.upstream.servers[server];
+        let stream = match connect_one(
+            state.address,
+            config.connect_timeout,
+            config.tcp_keepalive.as_ref(),
+        )
+        .await
+        {
+            Ok(stream) => stream,
+            Err(end) => {
+                state
+                    .connect_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(end);
+            }
+        };
+        handshake(stream, &self.tasks, state.address)
+            .await
+            .map_err(|_| End::new(EndBy::Upstream, EndHow::Error, EndPhase::Connect))
+    }
+
+    fn respond_upstream(
+        &self,
+        mut exchange: Exchange,
+        mut leg: UpstreamLeg,
+        response: Response<Incoming>,
+    ) -> Response<RespBody> {
+        let (mut parts, body) = response.into_parts();
+        let status = parts.status;
+        exchange.note(|r| {
+            r.status = status.as_u16();
+            r.upstream_status = Some(status.as_u16());
+        });
+        let reusable =
+            parts.version == Version::HTTP_11 && !headers::connection_has(&parts.headers, "close");
+        leg.keep_alive_hint = headers::keep_alive_timeout(&parts.headers);
+        if !reusable {
+            leg.sender = None;
+        }
+        headers::prepare_response(&mut parts.headers, false);
+        if let Some(persist) = &leg.group.persist {
+            persist.on_response(&mut parts.headers, leg.server);
+        }
+        exchange.upstream = Some(leg);
+        Response::from_parts(parts, RespBody::upstream(body, Some(Box::new(exchange))))
+    }
+}
+
+/// A request head as sent to a server: HTTP/1.1, origin-form target, Host always present.
+#[derive(Clone)]
+struct UpstreamHead {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl UpstreamHead {
+    fn new(mut parts: http::request::Parts) -> Self {
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(header::HOST, host);
+        }
+        let uri = match parts.uri.path_and_query() {
+            Some(pq) if parts.uri.authority().is_some() => {
+                Uri::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes()))
+                    .unwrap_or(parts.uri)
+            }
+            _ => parts.uri,
+        };
+        UpstreamHead {
+            method: parts.method,
+            uri,
+            headers: parts.headers,
+        }
+    }
+
+    fn into_request(self, body: ReqBody) -> Request<ReqBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        *request.version_mut() = Version::HTTP_11;
+        request
+    }
+}
+
+fn streamed(prefix: Bytes, rest: Incoming) -> (ReqBody, BytesIn) {
+    let received = Arc::new(AtomicU64::new(prefix.len() as u64));
+    let body = ReqBody::Stream {
+        prefix: (!prefix.is_empty()).then_some(prefix),
+        rest,
+        received: received.clone(),
+    };
+    (body, BytesIn::Counted(received))
+}
+
+/// The next server: one not tried yet; failing that, any but the last one tried.
+fn next_server(upstream: &Upstream, client: SocketAddr, tried: &[usize]) -> Option<usize> {
+    upstream.pick(client.ip(), tried).or_else(|| {
+        tried
+            .last()
+            .and_then(|last| upstream.pick(client.ip(), std::slice::from_ref(last)))
+    })
+}
+
+/// The version as the access log writes it.
+pub fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
