@@ -12,17 +12,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir_testkit::{Backend, Behavior};
 
-/// A first port such that `first..first+count` were all free a moment ago.
+/// A first port such that `first..first+count` were all free a moment ago. Ranges are taken
+/// below the kernel's ephemeral range (32768+), where busy machines keep their client sockets.
 fn free_range(count: u16) -> u16 {
-    for _ in 0..200 {
-        let first = StdListener::bind("127.0.0.1:0")
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if first > u16::MAX - count {
-            continue;
-        }
+            .subsec_nanos() as u64;
+    for attempt in 0..500u64 {
+        let first = 20_000
+            + ((seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(attempt * 7919))
+                % 12_000) as u16;
         let held: Vec<_> = (first..first + count)
             .map(|p| StdListener::bind(("127.0.0.1", p)))
             .collect();
