@@ -142,6 +142,11 @@ impl HttpEntry {
             local_port,
             tls_version,
             activity: Arc::new(Activity::new()),
+            resume_guard: {
+                let handle = handle.handle();
+                Box::new(move || handle.resume_guard())
+            },
+            force_close: life.force_close.clone(),
         });
         let activity = info.activity.clone();
         let service = self.service.clone();

@@ -17,4 +17,5 @@ pub mod persistence;
 pub mod pool;
 pub mod route;
 pub mod service;
+pub mod upgrade;
 pub mod validate;

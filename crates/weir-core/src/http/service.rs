@@ -103,6 +103,10 @@ pub struct ConnInfo {
     pub tls_version: Option<&'static str>,
     /// In-flight requests and idle time.
     pub activity: Arc<Activity>,
+    /// Lets the HTTP/1 guard check the stream again after a declined upgrade.
+    pub resume_guard: Box<dyn Fn() + Send + Sync>,
+    /// Cancelled when the shutdown grace is over: tunnels close.
+    pub force_close: tokio_util::sync::CancellationToken,
 }
 
 impl HttpService {
@@ -171,6 +175,9 @@ impl HttpService {
         req: Request<Incoming>,
         exchange: Exchange,
     ) -> Response<RespBody> {
+        let mut req = req;
+        let on_upgrade =
+            headers::is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         if let Err(reject) = check_request(&parts, &self.limits) {
             let end = End {
@@ -194,6 +201,9 @@ impl HttpService {
         };
         let mut exchange = exchange;
         exchange.note(|r| r.group = Some(group.upstream.name().to_string()));
+        if let Some(on_upgrade) = on_upgrade {
+            return self.upgrade(conn, exchange, group, parts, on_upgrade).await;
+        }
 
         let body = match self.read_body(body, &parts.headers).await {
             Ok((body, bytes_in)) => {
@@ -504,14 +514,14 @@ impl HttpService {
 
 /// A request head as sent to a server: HTTP/1.1, origin-form target, Host always present.
 #[derive(Clone)]
-struct UpstreamHead {
+pub(super) struct UpstreamHead {
     method: Method,
     uri: Uri,
     headers: http::HeaderMap,
 }
 
 impl UpstreamHead {
-    fn new(mut parts: http::request::Parts) -> Self {
+    pub(super) fn new(mut parts: http::request::Parts) -> Self {
         if !parts.headers.contains_key(header::HOST)
             && let Some(authority) = parts.uri.authority()
             && let Ok(host) = HeaderValue::from_str(authority.as_str())
@@ -532,7 +542,7 @@ impl UpstreamHead {
         }
     }
 
-    fn into_request(self, body: ReqBody) -> Request<ReqBody> {
+    pub(super) fn into_request(self, body: ReqBody) -> Request<ReqBody> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
@@ -553,7 +563,11 @@ fn streamed(prefix: Bytes, rest: Incoming) -> (ReqBody, BytesIn) {
 }
 
 /// The next server: one not tried yet; failing that, any but the last one tried.
-fn next_server(upstream: &Upstream, client: SocketAddr, tried: &[usize]) -> Option<usize> {
+pub(super) fn next_server(
+    upstream: &Upstream,
+    client: SocketAddr,
+    tried: &[usize],
+) -> Option<usize> {
     upstream.pick(client.ip(), tried).or_else(|| {
         tried
             .last()
