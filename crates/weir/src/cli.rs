@@ -56,10 +56,11 @@ pub struct ProxyArgs {
     /// Balancing algorithm: rr, wrr, least_conn, maglev, random2.
     #[arg(long, default_value = "least_conn")]
     pub algorithm: String,
-    /// Health check: tcp or none.
-    #[arg(long, default_value = "tcp")]
-    pub check: String,
-    /// HTTP mode (not available in this build yet).
+    /// Health check: tcp, http (GET /, 2xx/3xx) or none; default tcp, or http with --http.
+    #[arg(long)]
+    pub check: Option<String>,
+    /// HTTP mode: an http listener (routing by nothing, X-Forwarded-* headers, keep-alive pool,
+    /// HTTP health checks on `/`).
     #[arg(long)]
     pub http: bool,
 }
@@ -67,9 +68,12 @@ pub struct ProxyArgs {
 /// `weir demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Address of the demo load balancer.
+    /// Address of the demo's TCP load balancer.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the demo's HTTP load balancer (cookie persistence).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub http_listen: SocketAddr,
     /// Number of demo servers.
     #[arg(long, default_value_t = 3)]
     pub servers: usize,

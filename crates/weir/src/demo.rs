@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::info;
-use weir_config::{Algorithm, CheckKind, Config, Group, HealthCheck, Listener, Protocol, Server};
+use weir_config::{
+    Algorithm, CheckKind, Config, Group, HealthCheck, Listener, Persistence, Protocol, Server,
+};
 use weir_core::Proxy;
 use weir_core::access_log::{AccessLog, RecordSink};
 
@@ -31,13 +33,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for i in 1..=count {
         servers.push(DemoServer::start(format!("demo-{i}"), "127.0.0.1:0".parse()?).await?);
     }
-    let config = demo_config(args.listen, &servers);
+    let config = demo_config(args.listen, args.http_listen, &servers);
     let log = Arc::new(AccessLog::open(&config.log.access, config.log.format)?);
     let sink: Arc<dyn RecordSink> = log.clone();
     let proxy = Proxy::start(&config, sink).await.with_context(|| {
         format!(
-            "cannot start the demo listener on {} (try --listen 127.0.0.1:0 for any free port)",
-            args.listen
+            "cannot start the demo listeners on {} and {} (try --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 for any free ports)",
+            args.listen, args.http_listen
         )
     })?;
     let addr = proxy
@@ -45,7 +47,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .first()
         .copied()
         .unwrap_or(args.listen);
-    print_banner(addr, &servers, args.flap_every);
+    let http_addr = proxy
+        .local_addrs("demo-http")
+        .first()
+        .copied()
+        .unwrap_or(args.http_listen);
+    print_banner(addr, http_addr, &servers, args.flap_every);
 
     let flapper = tokio::spawn(flap(servers, Duration::from_secs(args.flap_every.max(2))));
     let stop = wait_for_stop().await?;
@@ -58,7 +65,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo_config(listen: SocketAddr, servers: &[DemoServer]) -> Config {
+fn demo_config(listen: SocketAddr, http_listen: SocketAddr, servers: &[DemoServer]) -> Config {
     let members = servers
         .iter()
         .map(|s| Server {
@@ -80,14 +87,28 @@ fn demo_config(listen: SocketAddr, servers: &[DemoServer]) -> Config {
     };
     let mut listener = Listener::new("demo", Protocol::Tcp, vec![listen], "demo");
     listener.idle_timeout = Duration::from_secs(60);
+    // The same servers behind an HTTP listener, with cookie persistence: a client that keeps
+    // its cookie stays on one server until that server goes down.
+    let mut sticky = group.clone();
+    sticky.name = "demo-sticky".to_string();
+    sticky.persistence = Some(Persistence::CookieInsert {
+        cookie: "WEIR_DEMO".to_string(),
+        timeout: Some(Duration::from_secs(3600)),
+    });
+    let http = Listener::new(
+        "demo-http",
+        Protocol::Http,
+        vec![http_listen],
+        "demo-sticky",
+    );
     Config {
-        listeners: vec![listener],
-        groups: vec![group],
+        listeners: vec![listener, http],
+        groups: vec![group, sticky],
         ..Config::default()
     }
 }
 
-fn print_banner(addr: SocketAddr, servers: &[DemoServer], flap_every: u64) {
+fn print_banner(addr: SocketAddr, http_addr: SocketAddr, servers: &[DemoServer], flap_every: u64) {
     println!(
         "weir demo: a TCP load balancer on {addr} in front of {} demo servers:",
         servers.len()
@@ -95,6 +116,7 @@ fn print_banner(addr: SocketAddr, servers: &[DemoServer], flap_every: u64) {
     for s in servers {
         println!("  {} on {}", s.name, s.addr);
     }
+    println!("and an HTTP load balancer with cookie persistence on {http_addr}");
     println!("Try:");
     println!("  curl http://{addr}/            # each request names the server that answered");
     println!("  for i in 1 2 3 4 5 6; do curl -s http://{addr}/; done");
@@ -103,6 +125,10 @@ fn print_banner(addr: SocketAddr, servers: &[DemoServer], flap_every: u64) {
         addr.ip(),
         addr.port()
     );
+    println!(
+        "  curl -c jar -b jar http://{http_addr}/   # sticky: the cookie keeps you on one server"
+    );
+    println!("  curl -si http://{http_addr}/ | grep -i set-cookie");
     println!(
         "Every {flap_every}s one demo server goes down and comes back: watch the health checks"
     );

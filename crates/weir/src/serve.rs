@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 use weir_config::{
-    Algorithm, CheckKind, Config, Diagnostic, Group, HealthCheck, Listener, Protocol, Server,
-    Severity,
+    Algorithm, CheckKind, Config, Diagnostic, Group, HealthCheck, HttpCheck, Listener, Protocol,
+    Server, Severity,
 };
 use weir_core::Proxy;
 use weir_core::access_log::{AccessLog, RecordSink};
@@ -65,11 +65,6 @@ fn print_findings(findings: &[Diagnostic]) {
 /// `weir proxy --from ADDR --to A,B,…`.
 pub fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     init_tracing();
-    if args.http {
-        bail!(
-            "--http is not available in this build yet: HTTP listeners are on the roadmap; use TCP mode (omit --http)"
-        );
-    }
     let config = proxy_config(&args)?;
     serve(config)
 }
@@ -85,10 +80,12 @@ fn proxy_config(args: &ProxyArgs) -> anyhow::Result<Config> {
             bail!("--algorithm {other:?}: expected one of rr, wrr, least_conn, maglev, random2")
         }
     };
-    let kind = match args.check.as_str() {
+    let default_check = if args.http { "http" } else { "tcp" };
+    let kind = match args.check.as_deref().unwrap_or(default_check) {
         "tcp" => CheckKind::Tcp,
+        "http" => CheckKind::Http(HttpCheck::default()),
         "none" => CheckKind::None,
-        other => bail!("--check {other:?}: expected tcp or none"),
+        other => bail!("--check {other:?}: expected tcp, http or none"),
     };
     let servers = args.to.iter().map(|addr| Server::new(*addr)).collect();
     let mut group = Group::new("default", servers);
@@ -100,7 +97,11 @@ fn proxy_config(args: &ProxyArgs) -> anyhow::Result<Config> {
     Ok(Config {
         listeners: vec![Listener::new(
             "proxy",
-            Protocol::Tcp,
+            if args.http {
+                Protocol::Http
+            } else {
+                Protocol::Tcp
+            },
             vec![args.from],
             "default",
         )],

@@ -111,6 +111,21 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     }
 }
 
+fn http_get_with_cookie(addr: SocketAddr, cookie: Option<&str>) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET / HTTP/1.1\r\nHost: demo\r\n{cookie}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
+}
+
 fn http_get(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -124,7 +139,13 @@ fn http_get(addr: SocketAddr) -> String {
 #[test]
 fn demo_serves_from_several_servers_and_stops_on_sigint() {
     let child = weir()
-        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -138,6 +159,15 @@ fn demo_serves_from_several_servers_and_stops_on_sigint() {
         .split_whitespace()
         .find_map(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let mut http_addr: Option<SocketAddr> = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("HTTP load balancer") {
+            http_addr = line.split_whitespace().find_map(|w| w.parse().ok());
+            break;
+        }
+    }
+    let http_addr = http_addr.expect("the banner names the HTTP listener");
     // Keep reading stdout so the access log never blocks the demo.
     std::thread::spawn(move || for _ in lines {});
 
@@ -148,6 +178,22 @@ fn demo_serves_from_several_servers_and_stops_on_sigint() {
         names.insert(reply.lines().last().unwrap_or_default().to_string());
     }
     assert!(names.len() >= 2, "answers from: {names:?}");
+
+    // The HTTP listener pins a client to one server with its cookie.
+    let first = http_get_with_cookie(http_addr, None);
+    let cookie = first
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: weir_demo=")
+                .then(|| l[12..].split(';').next().unwrap_or("").to_string())
+        })
+        .unwrap_or_else(|| panic!("no persistence cookie in {first}"));
+    let pinned = first.lines().last().unwrap_or_default().to_string();
+    for _ in 0..5 {
+        let reply = http_get_with_cookie(http_addr, Some(&cookie));
+        assert_eq!(reply.lines().last().unwrap_or_default(), pinned, "{reply}");
+    }
 
     signal(&child.0, "INT");
     let status = wait_exit(&mut child.0, Duration::from_secs(10));
@@ -336,4 +382,66 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
         stderr.contains("out of resources"),
         "the EMFILE was seen and logged: {stderr}"
     );
+}
+
+#[test]
+fn proxy_http_one_liner_adds_forwarding_headers() {
+    // An HTTP backend answering with the X-Forwarded-For it received.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in backend.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let xff = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-forwarded-for: "))
+                    .unwrap_or("none")
+                    .to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xff}",
+                    xff.len()
+                );
+                let _ = s.write_all(reply.as_bytes());
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.read_to_end(&mut Vec::new());
+            });
+        }
+    });
+    let port = free_port();
+    let child = weir()
+        .args([
+            "proxy",
+            "--http",
+            "--check",
+            "none",
+            "--from",
+            &format!("127.0.0.1:{port}"),
+            "--to",
+            &backend_addr.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    drop(connect_when_up(addr));
+    let reply = http_get_with_cookie(addr, None);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.ends_with("127.0.0.1"),
+        "X-Forwarded-For reached the server: {reply}"
+    );
+    signal(&child.0, "TERM");
+    assert!(wait_exit(&mut child.0, Duration::from_secs(10)).success());
 }
