@@ -32,6 +32,18 @@ pub fn check(args: CheckArgs) -> ExitCode {
     match weir_config::load(&args.config) {
         Ok(loaded) => {
             print_findings(&loaded.warnings);
+            let tls_errors = check_tls(&loaded.config);
+            for err in &tls_errors {
+                eprintln!("{}: error: {err}", args.config.display());
+            }
+            if !tls_errors.is_empty() {
+                eprintln!(
+                    "{}: {} error(s); the config was not accepted",
+                    args.config.display(),
+                    tls_errors.len()
+                );
+                return ExitCode::FAILURE;
+            }
             let c = &loaded.config;
             println!(
                 "{}: ok ({} listener(s), {} group(s), {} warning(s))",
@@ -52,6 +64,20 @@ pub fn check(args: CheckArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads every https listener's certificates and keys, as `run` would.
+fn check_tls(config: &Config) -> Vec<String> {
+    config
+        .listeners
+        .iter()
+        .filter_map(|l| {
+            let tls = l.http.as_ref()?.tls.as_ref()?;
+            weir_core::tls::server_config(tls)
+                .err()
+                .map(|err| format!("listener \"{}\": {err}", l.name))
+        })
+        .collect()
 }
 
 fn print_findings(findings: &[Diagnostic]) {

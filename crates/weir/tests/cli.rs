@@ -445,3 +445,22 @@ fn proxy_http_one_liner_adds_forwarding_headers() {
     signal(&child.0, "TERM");
     assert!(wait_exit(&mut child.0, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn check_loads_tls_certificates() {
+    let missing = write_config(
+        "tls-missing.toml",
+        "[[listener]]\nname = \"s\"\nprotocol = \"https\"\nbind = \"127.0.0.1:0\"\ngroup = \"g\"\n\
+         [listener.tls]\ncertificates = [{ cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\" }]\n\
+         [[group]]\nname = \"g\"\nservers = [{ address = \"127.0.0.1:1\" }]\n",
+    );
+    let out = weir()
+        .arg("check")
+        .arg("-c")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/cert.pem"), "{stderr}");
+}
