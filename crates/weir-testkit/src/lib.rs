@@ -12,6 +12,7 @@
 pub mod client;
 pub mod ending;
 mod head;
+pub mod http;
 pub mod recording;
 pub mod script;
 mod server;
@@ -19,6 +20,10 @@ mod unresponsive;
 
 pub use client::{connect_and_fin, connect_and_reset, read_to_end_classified};
 pub use ending::{Ending, classify};
+pub use http::{
+    H1Client, HttpBackend, HttpBackendBuilder, RawResponse, SeenRequest, raw_exchange,
+    read_response,
+};
 pub use recording::{Counts, Mode, RecordingBackend};
 pub use script::{
     Backend, BackendBuilder, Behavior, UnresponsiveListener, blob_bytes, fnv1a64, refusing_addr,
