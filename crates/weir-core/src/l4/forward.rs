@@ -8,6 +8,7 @@
 //! timeout, shutdown) is what the end record names; when there is none, the side that sent
 //! the first FIN ended the connection.
 
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -22,8 +23,14 @@ use weir_config::CloseMode;
 use crate::end::{End, EndBy, EndHow, EndPhase};
 use crate::net::close::Endpoint;
 
-/// Size of each direction's buffer.
-const BUF_SIZE: usize = 16 * 1024;
+/// Size of the per-thread buffer each read goes through.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+/// What a write sends: the connection's pending bytes, or fresh bytes in the scratch buffer.
+enum PendingOrScratch<'a> {
+    Pending,
+    Scratch(&'a [u8]),
+}
 
 /// How long weir waits for a peer's FIN after sending its own when it closes a connection.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -111,24 +118,31 @@ struct Fault {
 }
 
 /// One direction: read from `src`, write to `dst`.
+///
+/// Bytes are read into the thread's scratch buffer and written straight on. Only when the
+/// destination cannot take them all does the rest go into a buffer of the connection's own,
+/// freed once it has drained — so an idle connection holds no buffer at all, and a new one
+/// allocates nothing to start.
 struct Half {
     src: Side,
-    buf: Box<[u8]>,
+    pending: Vec<u8>,
     pos: usize,
-    cap: usize,
     eof: bool,
     shut: bool,
     bytes: u64,
     moved: bool,
 }
 
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+}
+
 impl Half {
     fn new(src: Side) -> Self {
         Half {
             src,
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            pending: Vec::new(),
             pos: 0,
-            cap: 0,
             eof: false,
             shut: false,
             bytes: 0,
@@ -155,36 +169,13 @@ impl Half {
         W: AsyncWrite + Unpin,
     {
         loop {
-            if self.pos == self.cap && !self.eof {
-                let mut read = ReadBuf::new(&mut self.buf);
-                match Pin::new(&mut *src).poll_read(cx, &mut read) {
-                    Poll::Ready(Ok(())) => {
-                        let n = read.filled().len();
-                        if n == 0 {
-                            self.eof = true;
-                        } else {
-                            self.pos = 0;
-                            self.cap = n;
-                            self.bytes += n as u64;
-                            self.moved = true;
-                        }
-                    }
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(self.fault(self.src, &err))),
-                    Poll::Pending => return Poll::Pending,
-                }
+            while self.pos < self.pending.len() {
+                let n = ready!(self.poll_write(cx, dst, PendingOrScratch::Pending))?;
+                self.pos += n;
             }
-            while self.pos < self.cap {
-                match ready!(Pin::new(&mut *dst).poll_write(cx, &self.buf[self.pos..self.cap])) {
-                    Ok(0) => {
-                        let err = io::Error::from(io::ErrorKind::WriteZero);
-                        return Poll::Ready(Err(self.fault(self.dst(), &err)));
-                    }
-                    Ok(n) => {
-                        self.pos += n;
-                        self.moved = true;
-                    }
-                    Err(err) => return Poll::Ready(Err(self.fault(self.dst(), &err))),
-                }
+            if !self.pending.is_empty() {
+                self.pending = Vec::new();
+                self.pos = 0;
             }
             if self.eof {
                 if !self.shut {
@@ -195,6 +186,81 @@ impl Half {
                 }
                 return Poll::Ready(Ok(()));
             }
+            ready!(self.poll_read_through(cx, src, dst))?;
+        }
+    }
+
+    /// Reads once into the scratch buffer and writes what it can; keeps the rest pending.
+    fn poll_read_through<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+        dst: &mut W,
+    ) -> Poll<Result<(), Fault>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        SCRATCH.with(|scratch| {
+            // Only one copy loop runs on a thread at a time, so the buffer is free; if it ever
+            // were not, a buffer of the connection's own does the job.
+            let mut own;
+            let mut guard = scratch.try_borrow_mut();
+            let buf: &mut [u8] = match &mut guard {
+                Ok(scratch) => scratch,
+                Err(_) => {
+                    own = vec![0; SCRATCH_SIZE];
+                    &mut own
+                }
+            };
+            let mut read = ReadBuf::new(buf);
+            match ready!(Pin::new(&mut *src).poll_read(cx, &mut read)) {
+                Ok(()) => {}
+                Err(err) => return Poll::Ready(Err(self.fault(self.src, &err))),
+            }
+            let n = read.filled().len();
+            if n == 0 {
+                self.eof = true;
+                return Poll::Ready(Ok(()));
+            }
+            self.bytes += n as u64;
+            self.moved = true;
+            let mut written = 0;
+            while written < n {
+                match self.poll_write(cx, dst, PendingOrScratch::Scratch(&buf[written..n])) {
+                    Poll::Ready(Ok(k)) => written += k,
+                    Poll::Ready(Err(fault)) => return Poll::Ready(Err(fault)),
+                    Poll::Pending => {
+                        self.pending = buf[written..n].to_vec();
+                        self.pos = 0;
+                        return Poll::Pending;
+                    }
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    fn poll_write<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut W,
+        data: PendingOrScratch<'_>,
+    ) -> Poll<Result<usize, Fault>> {
+        let bytes = match data {
+            PendingOrScratch::Pending => &self.pending[self.pos..],
+            PendingOrScratch::Scratch(bytes) => bytes,
+        };
+        match ready!(Pin::new(&mut *dst).poll_write(cx, bytes)) {
+            Ok(0) => {
+                let err = io::Error::from(io::ErrorKind::WriteZero);
+                Poll::Ready(Err(self.fault(self.dst(), &err)))
+            }
+            Ok(n) => {
+                self.moved = true;
+                Poll::Ready(Ok(n))
+            }
+            Err(err) => Poll::Ready(Err(self.fault(self.dst(), &err))),
         }
     }
 

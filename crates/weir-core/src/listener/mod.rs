@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::http::conn::HttpEntry;
 use crate::l4::tcp::TcpService;
@@ -89,7 +89,8 @@ pub async fn accept_loop(listener: TcpListener, service: Service, life: Lifecycl
 }
 
 fn spawn_connection(service: &Service, life: &Lifecycle, stream: TcpStream, peer: SocketAddr) {
-    let span = info_span!("conn", listener = %service.name(), %peer);
+    // At debug level: a span per connection costs nothing unless someone is looking.
+    let span = debug_span!("conn", listener = %service.name(), %peer);
     match service {
         Service::Tcp(tcp) => {
             let tcp = tcp.clone();
