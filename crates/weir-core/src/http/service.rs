@@ -212,24 +212,36 @@ impl HttpService {
             }
             Err(end) => return exchange.respond(StatusCode::BAD_REQUEST, end, true),
         };
-        let pinned = group
-            .persist
-            .as_ref()
-            .and_then(|p| p.pinned(&parts.headers))
-            .filter(|&server| group.eligible(server));
-        if let Some(persist) = &group.persist {
+        let pinned = self.prepare_request(conn, &group, &mut parts, false);
+        let head = UpstreamHead::new(parts);
+        self.send(exchange, group, head, body, pinned, conn.client)
+            .await
+    }
+
+    /// Reads and strips the persistence cookie (returning the server it pins to, if that server
+    /// may take the request) and rewrites the headers for the server.
+    pub(super) fn prepare_request(
+        &self,
+        conn: &ConnInfo,
+        group: &HttpGroup,
+        parts: &mut http::request::Parts,
+        upgrade: bool,
+    ) -> Option<usize> {
+        let pinned = group.persist.as_ref().and_then(|persist| {
+            let pinned = persist
+                .pinned(&parts.headers)
+                .filter(|&server| group.eligible(server));
             persist.strip_request(&mut parts.headers);
-        }
+            pinned
+        });
         let client = ClientInfo {
             addr: conn.client,
             local_port: conn.local_port,
             tls: self.tls,
             version: parts.version,
         };
-        headers::prepare_request(&mut parts.headers, &client, false);
-        let head = UpstreamHead::new(parts);
-        self.send(exchange, group, head, body, pinned, conn.client)
-            .await
+        headers::prepare_request(&mut parts.headers, &client, upgrade);
+        pinned
     }
 
     fn redirect(

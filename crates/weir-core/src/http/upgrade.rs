@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::body::{ReqBody, RespBody};
 use super::exchange::{Exchange, UpstreamLeg};
-use super::headers::{self, ClientInfo};
+use super::headers;
 use super::service::{ConnInfo, HttpGroup, HttpService, UpstreamHead, next_server};
 use crate::end::{ConnRecord, End, EndBy, EndHow, EndPhase, Record};
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig, forward};
@@ -49,27 +49,7 @@ impl HttpService {
         mut parts: http::request::Parts,
         client_upgrade: OnUpgrade,
     ) -> Response<RespBody> {
-        let pinned = group
-            .persist
-            .as_ref()
-            .and_then(|p| p.pinned(&parts.headers))
-            .filter(|&server| {
-                group
-                    .upstream
-                    .servers
-                    .get(server)
-                    .is_some_and(|s| s.is_healthy() && !s.is_draining())
-            });
-        if let Some(persist) = &group.persist {
-            persist.strip_request(&mut parts.headers);
-        }
-        let client = ClientInfo {
-            addr: conn.client,
-            local_port: conn.local_port,
-            tls: self.tls,
-            version: parts.version,
-        };
-        headers::prepare_request(&mut parts.headers, &client, true);
+        let pinned = self.prepare_request(conn, &group, &mut parts, true);
         let protocol = match parts.headers.get(http::header::UPGRADE) {
             Some(v) if v.as_bytes().eq_ignore_ascii_case(b"websocket") => "websocket",
             _ => "tunnel",
