@@ -8,7 +8,6 @@
 //! timeout, shutdown) is what the end record names; when there is none, the side that sent
 //! the first FIN ended the connection.
 
-use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -22,9 +21,7 @@ use weir_config::CloseMode;
 
 use crate::end::{End, EndBy, EndHow, EndPhase};
 use crate::net::close::Endpoint;
-
-/// Size of the per-thread buffer each read goes through.
-const SCRATCH_SIZE: usize = 64 * 1024;
+use crate::net::with_scratch;
 
 /// What a write sends: the connection's pending bytes, or fresh bytes in the scratch buffer.
 enum PendingOrScratch<'a> {
@@ -133,10 +130,6 @@ struct Half {
     moved: bool,
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
-}
-
 impl Half {
     fn new(src: Side) -> Self {
         Half {
@@ -201,18 +194,7 @@ impl Half {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        SCRATCH.with(|scratch| {
-            // Only one copy loop runs on a thread at a time, so the buffer is free; if it ever
-            // were not, a buffer of the connection's own does the job.
-            let mut own;
-            let mut guard = scratch.try_borrow_mut();
-            let buf: &mut [u8] = match &mut guard {
-                Ok(scratch) => scratch,
-                Err(_) => {
-                    own = vec![0; SCRATCH_SIZE];
-                    &mut own
-                }
-            };
+        with_scratch(|buf| {
             let mut read = ReadBuf::new(buf);
             match ready!(Pin::new(&mut *src).poll_read(cx, &mut read)) {
                 Ok(()) => {}

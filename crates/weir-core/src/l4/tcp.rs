@@ -90,3 +90,41 @@ impl TcpService {
         self.sink.record(&Record::Tcp(record));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::access_log::ChannelSink;
+    use crate::upstream::ServerState;
+
+    /// Every connection's future is allocated by `spawn` and moved around; it must not carry
+    /// buffers (they live per thread, or on the heap only while needed).
+    #[tokio::test]
+    async fn a_connection_future_carries_no_buffers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let group = weir_config::Group::new("g", vec![weir_config::Server::new(addr)]);
+        let upstream = Upstream::new(group, |g, s| {
+            Arc::new(ServerState::new(g, &s.name, s.address))
+        });
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let service = TcpService {
+            listener: "l".into(),
+            upstream: Arc::new(upstream),
+            forward: ForwardConfig {
+                idle_timeout: std::time::Duration::from_secs(1),
+                idle_close: weir_config::CloseMode::Fin,
+                propagate_reset: true,
+            },
+            keepalive: None,
+            sink: Arc::new(ChannelSink(tx)),
+        };
+        let client = TcpStream::connect(addr).await.unwrap();
+        let serve = service.serve(client, addr, CancellationToken::new());
+        let size = std::mem::size_of_val(&serve);
+        eprintln!("TcpService::serve future: {size} bytes");
+        assert!(size < 4096, "the connection future is {size} bytes");
+    }
+}

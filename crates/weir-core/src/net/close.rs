@@ -17,11 +17,10 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use socket2::SockRef;
+
+use super::{SCRATCH_SIZE, with_scratch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Size of the scratch buffer that discarded bytes are read into.
-const SCRATCH: usize = 16 * 1024;
 
 /// Most reads of the final, non-blocking emptying of the receive buffer (1 MiB at most, more
 /// than a default receive buffer holds), so a flooding peer cannot keep us there.
@@ -51,15 +50,14 @@ pub async fn close_gracefully(mut stream: TcpStream, linger: Duration) -> CloseO
 
 /// Same as [`close_gracefully`], for a stream whose write side was already shut down (the
 /// shutdown is skipped).
-pub async fn drain_and_close(mut stream: TcpStream, linger: Duration) -> CloseOutcome {
-    let mut scratch = [0u8; SCRATCH];
-    let outcome = tokio::time::timeout(linger, discard_until_end(&mut stream, &mut scratch))
+pub async fn drain_and_close(stream: TcpStream, linger: Duration) -> CloseOutcome {
+    let outcome = tokio::time::timeout(linger, discard_until_end(&stream))
         .await
         .unwrap_or(CloseOutcome::TimedOut);
     // After the peer's FIN nothing more can arrive, and after a reset the kernel has already
     // discarded the buffer; only a timeout can leave bytes behind.
     if outcome == CloseOutcome::TimedOut {
-        empty_receive_buffer(&stream, &mut scratch);
+        with_scratch(|scratch| empty_receive_buffer(&stream, scratch));
     }
     outcome
     // `stream` is dropped here: close(2) with an empty receive buffer sends FIN (if not sent
@@ -99,7 +97,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let _ = tokio::time::timeout(linger, stream.shutdown()).await;
-    let mut scratch = vec![0u8; SCRATCH];
+    let mut scratch = vec![0u8; SCRATCH_SIZE];
     tokio::time::timeout(linger, async {
         loop {
             match stream.read(&mut scratch).await {
@@ -114,15 +112,29 @@ where
     .unwrap_or(CloseOutcome::TimedOut)
 }
 
-/// Reads and discards until the peer's FIN or an error.
-async fn discard_until_end(stream: &mut TcpStream, scratch: &mut [u8]) -> CloseOutcome {
+/// Reads and discards until the peer's FIN or an error. Waits for readiness and reads into
+/// the thread's scratch buffer, so the future holds no buffer of its own.
+async fn discard_until_end(stream: &TcpStream) -> CloseOutcome {
     loop {
-        match stream.read(scratch).await {
-            Ok(0) => return CloseOutcome::PeerFin,
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) if err.kind() == io::ErrorKind::TimedOut => return CloseOutcome::TimedOut,
-            Err(_) => return CloseOutcome::PeerRst,
+        if stream.readable().await.is_err() {
+            return CloseOutcome::PeerRst;
+        }
+        let verdict = with_scratch(|scratch| {
+            loop {
+                match stream.try_read(scratch) {
+                    Ok(0) => return Some(CloseOutcome::PeerFin),
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return None,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                        return Some(CloseOutcome::TimedOut);
+                    }
+                    Err(_) => return Some(CloseOutcome::PeerRst),
+                }
+            }
+        });
+        if let Some(outcome) = verdict {
+            return outcome;
         }
     }
 }
@@ -235,8 +247,7 @@ mod tests {
         peer.write_all(&[7u8; 40_000]).await.unwrap();
         peer.shutdown().await.unwrap();
         ours.readable().await.unwrap();
-        let mut scratch = [0u8; SCRATCH];
-        empty_receive_buffer(&ours, &mut scratch);
+        with_scratch(|scratch| empty_receive_buffer(&ours, scratch));
         let mut rest = [0u8; 1];
         assert_eq!(ours.try_read(&mut rest).unwrap(), 0, "only the FIN is left");
     }
