@@ -139,7 +139,8 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &str) {
     }
 }
 
-fn version_name(version: Version) -> &'static str {
+/// The version as headers and the access log write it (`HTTP/1.1`, `HTTP/2`…).
+pub fn version_name(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",

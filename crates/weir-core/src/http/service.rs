@@ -159,7 +159,7 @@ impl HttpService {
     fn start_record(&self, conn: &ConnInfo, req: &Request<Incoming>) -> crate::end::HttpRecord {
         let mut record = new_record(&self.listener, self.tls, conn.client);
         record.tls_version = conn.tls_version;
-        record.http_version = version_name(req.version());
+        record.http_version = headers::version_name(req.version());
         record.method = req.method().as_str().to_string();
         record.host = host_of(req.uri(), req.headers());
         record.path = match (self.settings.log_query, req.uri().path_and_query()) {
@@ -585,15 +585,4 @@ pub(super) fn next_server(
             .last()
             .and_then(|last| upstream.pick(client.ip(), std::slice::from_ref(last)))
     })
-}
-
-/// The version as the access log writes it.
-pub fn version_name(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    }
 }
