@@ -63,6 +63,8 @@ struct Inner<S> {
 
 struct Shared<S> {
     inner: Mutex<Inner<S>>,
+    /// Woken when a request head starts arriving, so the connection loop arms its timer.
+    head_start: tokio::sync::Notify,
     /// Once weir answers itself, hyper's writes are swallowed.
     muted: AtomicBool,
     last_error: AtomicU8,
@@ -84,6 +86,7 @@ impl<S: ClientStream> ClientIo<S> {
                     refused: None,
                     head_started: None,
                 }),
+                head_start: tokio::sync::Notify::new(),
                 muted: AtomicBool::new(false),
                 last_error: AtomicU8::new(LastError::None as u8),
             }),
@@ -113,6 +116,11 @@ impl<S: ClientStream> ClientIo<S> {
     /// When the request head being received started (`None` between requests).
     pub fn head_started(&self) -> Option<Instant> {
         self.lock().head_started
+    }
+
+    /// Resolves when a request head starts arriving (a partial head was read).
+    pub async fn head_start(&self) {
+        self.shared.head_start.notified().await;
     }
 
     /// Lets the guard check the stream again after a declined upgrade.
@@ -192,7 +200,10 @@ impl<S: ClientStream> AsyncRead for ClientIo<S> {
         match guard.feed(&buf.filled()[before..]) {
             Ok(()) => {
                 match (was_mid_head, guard.mid_head()) {
-                    (false, true) => *head_started = Some(Instant::now()),
+                    (false, true) => {
+                        *head_started = Some(Instant::now());
+                        this.shared.head_start.notify_one();
+                    }
                     (_, false) => *head_started = None,
                     (true, true) => {}
                 }

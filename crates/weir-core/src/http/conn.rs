@@ -188,7 +188,9 @@ impl HttpEntry {
                         draining = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    _ = tokio::time::sleep_until(deadline) => {
+                    // A head started arriving: look at the timers again with its deadline.
+                _ = handle.head_start() => {}
+                _ = tokio::time::sleep_until(deadline) => {
                         let now = Instant::now();
                         if handle.head_started().is_some_and(|t| t + settings.request_header_timeout <= now) {
                             break Stop::HeadTimeout;

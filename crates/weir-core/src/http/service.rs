@@ -447,13 +447,13 @@ impl HttpService {
                         force_fresh = true;
                         continue;
                     }
-                    let reset = err_is_reset(err.error());
-                    let end = End::new(
-                        EndBy::Upstream,
-                        if reset { EndHow::Rst } else { EndHow::Fin },
-                        EndPhase::Response,
-                    );
-                    if let Some((again_head, again_body)) = replay {
+                    let how = send_error_how(err.error());
+                    let end = End::new(EndBy::Upstream, how, EndPhase::Response);
+                    // Only a closed or reset connection is the stale keep-alive race; an
+                    // invalid response is not retried.
+                    if how != EndHow::Error
+                        && let Some((again_head, again_body)) = replay
+                    {
                         // The stale keep-alive race: retry once on a fresh connection.
                         stale_retry_used = true;
                         failures += 1;
@@ -585,4 +585,16 @@ pub(super) fn next_server(
             .last()
             .and_then(|last| upstream.pick(client.ip(), std::slice::from_ref(last)))
     })
+}
+
+/// How a server ended an exchange that failed before a complete response head: a reset, an
+/// invalid response, or a close.
+fn send_error_how(err: &hyper::Error) -> EndHow {
+    if err_is_reset(err) {
+        EndHow::Rst
+    } else if err.is_parse() || err.is_parse_status() {
+        EndHow::Error
+    } else {
+        EndHow::Fin
+    }
 }
