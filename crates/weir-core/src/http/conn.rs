@@ -299,3 +299,41 @@ fn plain_answer(status: StatusCode) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The connection future is allocated by `spawn` for every client connection.
+    #[tokio::test]
+    async fn the_connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let service = HttpService::new(
+            "l".into(),
+            weir_config::HttpSettings::default(),
+            Duration::from_secs(60),
+            Vec::new(),
+            0,
+            |_| None,
+            Arc::new(crate::access_log::ChannelSink(tx)),
+            tokio_util::task::TaskTracker::new(),
+        );
+        let entry = Arc::new(HttpEntry::new(Arc::new(service), None));
+        let client = TcpStream::connect(addr).await.unwrap();
+        let life = Lifecycle {
+            stop_accepting: Default::default(),
+            force_close: Default::default(),
+            connections: Default::default(),
+        };
+        let serve = entry.serve(client, addr, life);
+        let size = std::mem::size_of_val(&serve);
+        eprintln!("HttpEntry::serve future: {size} bytes");
+        // About 10 KB today, most of it hyper's connection state; a regression guard, not a
+        // goal (idle memory per connection is tracked by the benchmark).
+        assert!(size < 12 * 1024, "the connection future is {size} bytes");
+    }
+}
