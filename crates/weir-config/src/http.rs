@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::reader::{Table, Value, Zero};
-use crate::rule::{GroupRef, read_rules};
+use crate::rule::{GroupRef, RuleQps, read_rules};
 use crate::sink::{Sink, Span};
 use crate::value::expect_table;
 use crate::{
@@ -24,6 +24,8 @@ pub(crate) struct HttpSite {
     pub tunnel_idle_timeout: Option<Span>,
     /// The `group` of each rule that sends to a group.
     pub rule_groups: Vec<GroupRef>,
+    /// The `qps` of each rule that sets one.
+    pub rule_qps: Vec<RuleQps>,
 }
 
 /// Keys of a listener that only mean something for `http` and `https`.
@@ -112,7 +114,7 @@ pub(crate) fn read_http_keys(
     } else {
         refuse(sink, t, "tls", kind);
     }
-    http.rules = read_rules(sink, t, &mut site.rule_groups);
+    http.rules = read_rules(sink, t, &mut site.rule_groups, &mut site.rule_qps);
     Some(http)
 }
 

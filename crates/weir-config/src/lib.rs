@@ -4,12 +4,13 @@
 //! the full list of problems, each with `file:line:column`, the key and a hint.
 //!
 //! How a file goes through: `parse.rs` gets the spanned TOML tree and walks it with the
-//! typed readers of `reader.rs`/`value.rs` (`listener.rs`, `http.rs` for the HTTP and TLS keys
-//! of a listener, `rule.rs` for its routing rules, `group.rs`, `health.rs` hold the schema of
-//! each table; `duration.rs`, `size.rs` and `addr.rs` the value syntaxes); `validate.rs` checks
+//! typed readers of `reader.rs`/`value.rs` (`listener.rs`, `acl.rs` for its `acl` and `limits`,
+//! `http.rs` for the HTTP and TLS keys of a listener, `rule.rs` for its routing rules, `group.rs`, `health.rs` hold the schema of
+//! each table; `duration.rs`, `size.rs`, `addr.rs` and `acl.rs` the value syntaxes); `validate.rs` checks
 //! across tables; `lint.rs` warns on a valid result. `unsupported.rs` refuses what parses but
 //! this build cannot run yet.
 
+mod acl;
 mod addr;
 mod diagnostic;
 mod duration;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::parse::Draft;
 use crate::reader::join;
 use crate::sink::Sink;
-use crate::{Listener, Protocol, RuleAction, format_duration};
+use crate::{Acl, Listener, Protocol, RuleAction, format_duration};
 
 /// Runs every lint on `draft`, adjusting the model where a warning says weir will.
 pub(crate) fn check(draft: &mut Draft, sink: &mut Sink<'_>) {
@@ -21,6 +21,8 @@ pub(crate) fn check(draft: &mut Draft, sink: &mut Sink<'_>) {
     short_tunnel_idle_timeout(draft, sink);
     long_pool_idle_timeout(draft, sink);
     persistence_behind_tcp(draft, sink);
+    allow_list_admitting_everyone(draft, sink);
+    rule_qps_above_listener_qps(draft, sink);
 }
 
 /// A probe cannot usefully outlive the next one: clamp the timeout to the interval.
@@ -215,5 +217,52 @@ fn persistence_behind_tcp(draft: &Draft, sink: &mut Sink<'_>) {
                 listener.protocol.as_str()
             ),
         );
+    }
+}
+
+/// An allow list with `0.0.0.0/0` (and `::/0` when clients can come over IPv6) filters nothing.
+fn allow_list_admitting_everyone(draft: &Draft, sink: &mut Sink<'_>) {
+    for (listener, site) in draft.config.listeners.iter().zip(&draft.listeners) {
+        let (Some(Acl::Allow(nets)), Some(at)) = (&listener.acl, &site.acl_allow) else {
+            continue;
+        };
+        let everything = |v4: bool| nets.iter().any(|n| n.prefix == 0 && n.addr.is_ipv4() == v4);
+        // IPv4 clients reach IPv4 sockets, and a dual-stack `[::]` one as IPv4-mapped
+        // addresses, which match IPv4 networks.
+        let v4_clients = listener
+            .bind
+            .iter()
+            .any(|a| a.is_ipv4() || a.ip().is_unspecified());
+        let v6_clients = listener.bind.iter().any(|a| a.is_ipv6());
+        if (v4_clients && !everything(true)) || (v6_clients && !everything(false)) {
+            continue;
+        }
+        sink.warn(
+            at,
+            &join(&site.path, "acl.allow"),
+            "this allow list admits every client",
+            "list only the networks that should connect, or remove `acl`",
+        );
+    }
+}
+
+/// A rule cannot admit more requests per second than its listener does.
+fn rule_qps_above_listener_qps(draft: &Draft, sink: &mut Sink<'_>) {
+    for (listener, site) in draft.config.listeners.iter().zip(&draft.listeners) {
+        let Some(limit) = listener.limits.qps else {
+            continue;
+        };
+        for rule in site.http.rule_qps.iter().filter(|r| r.qps > limit) {
+            sink.warn(
+                &rule.at,
+                &rule.key,
+                format!(
+                    "rule qps ({}) is above the listener's limits.qps ({limit}); the listener \
+                     limit is reached first",
+                    rule.qps
+                ),
+                format!("lower the rule's qps to {limit} or less, or raise limits.qps"),
+            );
+        }
     }
 }

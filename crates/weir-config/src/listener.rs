@@ -1,6 +1,7 @@
 //! `[[listener]]`: one table to a [`Listener`] and the positions validation and lint need.
 //! The keys only `http` and `https` listeners take are read by `http.rs`.
 
+use crate::acl::{read_acl, read_limits};
 use crate::addr::parse_bind;
 use crate::http::{HttpSite, read_http_keys};
 use crate::parse::{read_keepalive, read_name};
@@ -26,6 +27,8 @@ pub(crate) struct ListenerSite {
     pub idle_timeout: Option<Span>,
     /// The `tcp_keepalive` value, when written.
     pub keepalive: Option<Span>,
+    /// The `acl.allow` list, when the listener has an allow list.
+    pub acl_allow: Option<Span>,
     /// Positions of the HTTP keys (`http` and `https` listeners).
     pub http: HttpSite,
 }
@@ -123,6 +126,11 @@ pub(crate) fn read_listener(sink: &mut Sink<'_>, mut t: Table<'_, '_>) -> (Liste
     if let Some(backlog) = t.integer(sink, "backlog", 1..=65535) {
         listener.backlog = u32::try_from(backlog.into_inner()).unwrap_or(listener.backlog);
     }
+    if let Some((acl, allow_at)) = read_acl(sink, &mut t) {
+        listener.acl = Some(acl);
+        site.acl_allow = allow_at;
+    }
+    listener.limits = read_limits(sink, &mut t, protocol.as_ref().map(|p| *p.get_ref()));
     listener.http = read_http_keys(sink, &mut t, protocol.as_ref(), &mut site.http);
     t.finish(sink);
     (listener, site)

@@ -172,6 +172,73 @@ pub struct Listener {
     pub backlog: u32,
     /// HTTP settings: `Some` for `http` and `https` listeners, `None` for `tcp` and `udp`.
     pub http: Option<HttpSettings>,
+    /// Who may connect (`acl = { allow = [...] }` or `{ deny = [...] }`); `None` lets everyone in.
+    pub acl: Option<Acl>,
+    /// Connection and request limits (`limits = { ... }`).
+    pub limits: Limits,
+}
+
+/// A listener's access-control list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acl {
+    /// Only clients in these networks may connect.
+    Allow(Vec<IpNet>),
+    /// Clients in these networks may not connect.
+    Deny(Vec<IpNet>),
+}
+
+impl Acl {
+    /// Whether `ip` may connect.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        match self {
+            Acl::Allow(nets) => nets.iter().any(|n| n.contains(ip)),
+            Acl::Deny(nets) => !nets.iter().any(|n| n.contains(ip)),
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network in CIDR form (`"10.0.0.0/8"`, `"2001:db8::/32"`; a bare address is
+/// a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// The network address (host bits zero).
+    pub addr: IpAddr,
+    /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the network. IPv4-mapped IPv6 addresses match IPv4 networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A listener's limits (`limits = { max_connections = 10000, cps = 2000, qps = 5000 }`). Over a
+/// limit, HTTP gets 503 with `Retry-After`; TCP connections are closed with FIN right after
+/// accept and logged as a policy close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Concurrent client connections.
+    pub max_connections: Option<u32>,
+    /// New connections per second.
+    pub cps: Option<u32>,
+    /// Requests per second (http/https only).
+    pub qps: Option<u32>,
 }
 
 impl Listener {
@@ -199,6 +266,8 @@ impl Listener {
                 Protocol::Http | Protocol::Https => Some(HttpSettings::default()),
                 Protocol::Tcp | Protocol::Udp => None,
             },
+            acl: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -310,6 +379,8 @@ pub struct Rule {
     pub path: Option<PathMatch>,
     /// What to do with a match.
     pub action: RuleAction,
+    /// Requests per second this rule admits (`qps = 200`); over it, 503.
+    pub qps: Option<u32>,
 }
 
 /// How a rule matches the host. Comparisons ignore ASCII case.

@@ -17,24 +17,41 @@ pub(crate) struct GroupRef {
     pub at: Span,
 }
 
+/// A rule's `qps = N`, kept for lint to compare with the listener's `limits.qps`.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleQps {
+    /// The key in messages: `listener "web".rule[0].qps`.
+    pub key: String,
+    /// The limit.
+    pub qps: u32,
+    /// The `qps` value.
+    pub at: Span,
+}
+
 const SCHEMES: [(&str, &str); 2] = [("http", "http"), ("https", "https")];
 
 const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 
 /// Reads the listener's `rule` entries, in file order. A rule with an error is left out (the
-/// error stops the config anyway); group references go to `refs`.
+/// error stops the config anyway); group references go to `refs`, `qps` limits to `limits`.
 pub(crate) fn read_rules(
     sink: &mut Sink<'_>,
     t: &mut Table<'_, '_>,
     refs: &mut Vec<GroupRef>,
+    limits: &mut Vec<RuleQps>,
 ) -> Vec<Rule> {
     t.array_of_tables(sink, "rule")
         .into_iter()
-        .filter_map(|table| read_rule(sink, table, refs))
+        .filter_map(|table| read_rule(sink, table, refs, limits))
         .collect()
 }
 
-fn read_rule(sink: &mut Sink<'_>, mut t: Table<'_, '_>, refs: &mut Vec<GroupRef>) -> Option<Rule> {
+fn read_rule(
+    sink: &mut Sink<'_>,
+    mut t: Table<'_, '_>,
+    refs: &mut Vec<GroupRef>,
+    limits: &mut Vec<RuleQps>,
+) -> Option<Rule> {
     let errors_before = sink.error_count();
     let host = t.string(sink, "host").and_then(|host| {
         parse_host_pattern(host.get_ref())
@@ -103,13 +120,31 @@ fn read_rule(sink: &mut Sink<'_>, mut t: Table<'_, '_>, refs: &mut Vec<GroupRef>
             "add group = \"app\", or e.g. redirect = { scheme = \"https\" }",
         );
     }
+    let qps = t.integer(sink, "qps", 1..=10_000_000).and_then(|n| {
+        let qps = u32::try_from(*n.get_ref()).ok()?;
+        limits.push(RuleQps {
+            key: t.key_path("qps"),
+            qps,
+            at: n.span(),
+        });
+        Some(qps)
+    });
     t.finish(sink);
     let action = action?;
-    (sink.error_count() == errors_before).then_some(Rule { host, path, action })
+    (sink.error_count() == errors_before).then_some(Rule {
+        host,
+        path,
+        action,
+        qps,
+    })
 }
 
 /// When both `a` and `b` are written, the one written later, with where its key is.
-fn later_of(t: &Table<'_, '_>, a: &'static str, b: &'static str) -> Option<(&'static str, Span)> {
+pub(crate) fn later_of(
+    t: &Table<'_, '_>,
+    a: &'static str,
+    b: &'static str,
+) -> Option<(&'static str, Span)> {
     let (at_a, at_b) = (t.key_span(a)?, t.key_span(b)?);
     Some(if at_a.start > at_b.start {
         (a, at_a)

@@ -341,3 +341,60 @@ fn a_group_used_only_by_a_rule_is_used() {
     );
     assert!(load(&source).warnings.is_empty());
 }
+
+#[test]
+fn an_allow_list_that_admits_every_client() {
+    // 127.0.0.1:8080 only takes IPv4 clients: 0.0.0.0/0 alone admits all of them.
+    let source = format!("{LISTENER}acl = {{ allow = [\"0.0.0.0/0\"] }}\n{APP}");
+    assert_eq!(
+        warnings(&load(&source)),
+        [(
+            6,
+            17,
+            "listener \"web\".acl.allow".to_string(),
+            "this allow list admits every client".to_string()
+        )]
+    );
+    // On [::] IPv6 clients come too, and need ::/0 as well.
+    let dual = LISTENER.replace("127.0.0.1:8080", "[::]:8080");
+    let source = format!("{dual}acl = {{ allow = [\"0.0.0.0/0\"] }}\n{APP}");
+    assert!(load(&source).warnings.is_empty());
+    let source =
+        format!("{dual}acl = {{ allow = [\"10.0.0.0/8\", \"0.0.0.0/0\", \"::/0\"] }}\n{APP}");
+    assert_eq!(warnings(&load(&source)).len(), 1);
+    // A deny list, or an allow list that leaves someone out, is what an acl is for.
+    let source = format!("{LISTENER}acl = {{ deny = [\"0.0.0.0/0\"] }}\n{APP}");
+    assert!(load(&source).warnings.is_empty());
+    let source = format!("{LISTENER}acl = {{ allow = [\"0.0.0.0/1\", \"128.0.0.0/2\"] }}\n{APP}");
+    assert!(load(&source).warnings.is_empty());
+}
+
+#[test]
+fn a_rule_qps_above_the_listener_qps() {
+    let source = format!(
+        "{HTTP_LISTENER}limits = {{ qps = 100 }}\n\
+         [[listener.rule]]\npath_prefix = \"/api/\"\ngroup = \"app\"\nqps = 500\n\
+         [[listener.rule]]\npath_prefix = \"/b/\"\ngroup = \"app\"\nqps = 100\n{APP}"
+    );
+    let loaded = load(&source);
+    assert_eq!(
+        warnings(&loaded),
+        [(
+            10,
+            7,
+            "listener \"web\".rule[0].qps".to_string(),
+            "rule qps (500) is above the listener's limits.qps (100); the listener limit is \
+             reached first"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        loaded.warnings[0].hint,
+        "lower the rule's qps to 100 or less, or raise limits.qps"
+    );
+    // Without a listener qps, a rule's qps stands alone.
+    let source = format!(
+        "{HTTP_LISTENER}[[listener.rule]]\npath_prefix = \"/api/\"\ngroup = \"app\"\nqps = 500\n{APP}"
+    );
+    assert!(load(&source).warnings.is_empty());
+}

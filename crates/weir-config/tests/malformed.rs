@@ -863,6 +863,223 @@ tcp_keepalive = { idle = "500ms" }
         )],
     },
     Case {
+        name: "acl entry that is not an address",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { allow = ["10.0.0.300/8"] }
+"#,
+        errors: &[(
+            6,
+            18,
+            "listener \"web\".acl.allow[0]: \"10.0.0.300/8\": \"10.0.0.300\" is not an IP address",
+        )],
+    },
+    Case {
+        name: "acl prefix out of range for IPv4",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { deny = ["10.0.0.0/33"] }
+"#,
+        errors: &[(
+            6,
+            17,
+            "acl.deny[0]: \"10.0.0.0/33\": prefix /33 is out of range for IPv4 (0 to 32)",
+        )],
+    },
+    Case {
+        name: "acl prefix out of range for IPv6",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { deny = ["::1", "2001:db8::/129"] }
+"#,
+        errors: &[(6, 24, "prefix /129 is out of range for IPv6 (0 to 128)")],
+    },
+    Case {
+        name: "acl network with host bits set",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { allow = ["192.168.0.0/16", "10.0.0.1/8"] }
+"#,
+        errors: &[(
+            6,
+            36,
+            "acl.allow[1]: \"10.0.0.1/8\" has host bits set after the /8 prefix\n  hint: did you mean \"10.0.0.0/8\"?",
+        )],
+    },
+    Case {
+        name: "empty acl list",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { allow = [] }
+"#,
+        errors: &[(
+            6,
+            17,
+            "acl.allow: must list at least one network\n  hint: an empty allow list would let no client in",
+        )],
+    },
+    Case {
+        name: "acl with both allow and deny",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { allow = ["10.0.0.0/8"], deny = ["10.1.0.0/16"] }
+"#,
+        errors: &[(6, 33, "acl.deny: an acl either allows or denies, not both")],
+    },
+    Case {
+        name: "acl with neither allow nor deny",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = {}
+"#,
+        errors: &[(
+            6,
+            7,
+            "listener \"web\".acl: an acl needs an `allow` or a `deny` list",
+        )],
+    },
+    Case {
+        name: "acl with an unknown key",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { allow = ["10.0.0.0/8"], denny = ["10.1.0.0/16"] }
+"#,
+        errors: &[(
+            6,
+            33,
+            "acl.denny: unknown key `denny`\n  hint: did you mean `deny`? keys accepted in listener \"web\".acl: allow, deny",
+        )],
+    },
+    Case {
+        name: "acl entry that is not a string",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = { allow = ["10.0.0.0/8", 10] }
+"#,
+        errors: &[(6, 32, "acl.allow[1]: expected a string, found integer 10")],
+    },
+    Case {
+        name: "acl written as a list",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+acl = ["10.0.0.0/8"]
+"#,
+        errors: &[(
+            6,
+            7,
+            "listener \"web\".acl: expected a table, found an array",
+        )],
+    },
+    Case {
+        name: "limits out of range",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+limits = { max_connections = 20000000, cps = 0 }
+"#,
+        errors: &[
+            (
+                6,
+                30,
+                "limits.max_connections: must be between 1 and 10000000, found 20000000",
+            ),
+            (6, 46, "limits.cps: must be between 1 and 1000000, found 0"),
+        ],
+    },
+    Case {
+        name: "limits with an unknown key",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+
+[listener.limits]
+max_conections = 100
+"#,
+        errors: &[(
+            8,
+            1,
+            "limits.max_conections: unknown key `max_conections`\n  hint: did you mean `max_connections`?",
+        )],
+    },
+    Case {
+        name: "qps on a tcp listener",
+        source: r#"[[listener]]
+name = "web"
+protocol = "tcp"
+bind = "127.0.0.1:8080"
+group = "app"
+limits = { cps = 100, qps = 500 }
+"#,
+        errors: &[(
+            6,
+            23,
+            "listener \"web\".limits.qps: `qps` only applies to http and https listeners; this listener is protocol = \"tcp\"\n  hint: limit new connections per second with `cps` instead",
+        )],
+    },
+    Case {
+        name: "limits qps out of range",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:8080"
+group = "app"
+limits = { qps = 0 }
+"#,
+        errors: &[(6, 18, "limits.qps: must be between 1 and 10000000, found 0")],
+    },
+    Case {
+        name: "rule qps out of range",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:8080"
+group = "app"
+[[listener.rule]]
+path_prefix = "/api/"
+group = "app"
+qps = 20000000
+"#,
+        errors: &[(
+            9,
+            7,
+            "listener \"web\".rule[0].qps: must be between 1 and 10000000, found 20000000",
+        )],
+    },
+    Case {
         name: "TOML syntax error",
         source: "[runtime]\nworkers = 2\nshutdown_grace = 30s\n",
         errors: &[(
@@ -884,7 +1101,7 @@ fn rendered(d: &Diagnostic) -> String {
 
 #[test]
 fn every_malformed_case_reports_exactly_its_errors() {
-    assert!(CASES.len() >= 40);
+    assert!(CASES.len() >= 55);
     let mut failures = Vec::new();
     for case in CASES {
         let source = if case.source.contains("[[group]]") {

@@ -7,14 +7,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use weir_config::{
-    AccessLogTarget, Admin, Algorithm, CertificateFiles, CheckKind, CloseMode, Config, Group,
-    HTTP_IDLE_TIMEOUT, HealthCheck, HostMatch, Http2Limits, HttpCheck, HttpSettings, Listener,
-    LogFormat, PathMatch, Persistence, Pool, Protocol, Redirect, Rule, RuleAction, Runtime, Server,
-    StatusMatch, TcpKeepalive, Tls, TlsVersion, parse,
+    AccessLogTarget, Acl, Admin, Algorithm, CertificateFiles, CheckKind, CloseMode, Config, Group,
+    HTTP_IDLE_TIMEOUT, HealthCheck, HostMatch, Http2Limits, HttpCheck, HttpSettings, IpNet, Limits,
+    Listener, LogFormat, PathMatch, Persistence, Pool, Protocol, Redirect, Rule, RuleAction,
+    Runtime, Server, StatusMatch, TcpKeepalive, Tls, TlsVersion, parse,
 };
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
+}
+
+fn net(addr: &str, prefix: u8) -> IpNet {
+    IpNet {
+        addr: addr.parse().unwrap(),
+        prefix,
+    }
 }
 
 /// Every key the schema knows, each away from its default.
@@ -41,6 +48,8 @@ idle_close = "rst"
 propagate_reset = false
 tcp_keepalive = { idle = "30s", interval = "5s", count = 4 }
 backlog = 4096
+acl = { deny = ["192.0.2.0/24", "2001:db8::/32"] }
+limits = { max_connections = 10000, cps = 2000 }
 
 [[listener]]
 name = "range.v6"
@@ -65,6 +74,7 @@ max_body_size = "1GiB"
 tunnel_idle_timeout = "10m"
 log_query = true
 http2 = { max_concurrent_streams = 250, max_pending_reset_streams = 20, max_local_error_reset_streams = 10 }
+acl = { allow = ["10.0.0.0/8", "192.168.0.0/16", "::1", "2001:db8::/32"] }
 
   [listener.tls]
   certificates = [
@@ -74,10 +84,16 @@ http2 = { max_concurrent_streams = 250, max_pending_reset_streams = 20, max_loca
   min_version = "1.3"
   session_lifetime = "1h"
 
+  [listener.limits]
+  max_connections = 10000
+  cps = 2000
+  qps = 5000
+
   [[listener.rule]]
   host = "API.example.com"
   path_prefix = "/v1/"
   group = "api"
+  qps = 200
 
   [[listener.rule]]
   host = "*.Example.org"
@@ -149,6 +165,12 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
         }),
         backlog: 4096,
         http: None,
+        acl: Some(Acl::Deny(vec![net("192.0.2.0", 24), net("2001:db8::", 32)])),
+        limits: Limits {
+            max_connections: Some(10_000),
+            cps: Some(2000),
+            qps: None,
+        },
     };
     let mut range = Listener::new(
         "range.v6",
@@ -200,11 +222,13 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
                     host: Some(HostMatch::Exact("api.example.com".into())),
                     path: Some(PathMatch::Prefix("/v1/".into())),
                     action: RuleAction::Group("api".into()),
+                    qps: Some(200),
                 },
                 Rule {
                     host: Some(HostMatch::Wildcard(".example.org".into())),
                     path: Some(PathMatch::Exact("/login".into())),
                     action: RuleAction::Group("app".into()),
+                    qps: None,
                 },
                 Rule {
                     host: None,
@@ -215,6 +239,7 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
                         port: Some(443),
                         status: 308,
                     }),
+                    qps: None,
                 },
                 Rule {
                     host: Some(HostMatch::Exact("example.net".into())),
@@ -225,9 +250,21 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
                         port: None,
                         status: 301,
                     }),
+                    qps: None,
                 },
             ],
         }),
+        acl: Some(Acl::Allow(vec![
+            net("10.0.0.0", 8),
+            net("192.168.0.0", 16),
+            net("::1", 128),
+            net("2001:db8::", 32),
+        ])),
+        limits: Limits {
+            max_connections: Some(10_000),
+            cps: Some(2000),
+            qps: Some(5000),
+        },
     };
 
     let mut api = Group::new("api", vec![Server::new(addr("10.0.1.1:9000"))]);
@@ -354,6 +391,16 @@ fn a_minimal_config_gets_every_default() {
     assert!(listener.propagate_reset);
     assert_eq!(listener.tcp_keepalive, None);
     assert_eq!(listener.backlog, 1024);
+    assert_eq!(listener.acl, None);
+    assert_eq!(listener.limits, Limits::default());
+    assert_eq!(
+        (
+            listener.limits.max_connections,
+            listener.limits.cps,
+            listener.limits.qps
+        ),
+        (None, None, None)
+    );
     let group = &loaded.config.groups[0];
     assert_eq!(group.algorithm, Algorithm::Wrr);
     assert_eq!(group.connect_timeout, Duration::from_secs(5));
@@ -451,7 +498,8 @@ fn http_variants_parse() {
         [Rule {
             host: None,
             path: None,
-            action: RuleAction::Redirect(redirect)
+            action: RuleAction::Redirect(redirect),
+            qps: None,
         }]
     );
     let groups = &loaded.config.groups;

@@ -14,6 +14,7 @@ mod clock;
 pub mod end;
 pub mod http;
 pub mod l4;
+pub mod limits;
 pub mod listener;
 pub mod net;
 pub mod runtime;

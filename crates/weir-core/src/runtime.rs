@@ -18,6 +18,7 @@ use crate::http::conn::HttpEntry;
 use crate::http::service::{HttpGroup, HttpService};
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig};
 use crate::l4::tcp::TcpService;
+use crate::limits::Gate;
 use crate::listener::{Lifecycle, Service, accept_loop, bind_tcp};
 use crate::tls::server_config;
 use crate::upstream::health::spawn_checks;
@@ -114,6 +115,7 @@ impl Proxy {
                 group: listener.group.clone(),
             };
             let index = group_index(&listener.group).ok_or_else(unknown_group)?;
+            let gate = Arc::new(Gate::new(listener.acl.clone(), &listener.limits));
             let service = match (listener.protocol, &listener.http) {
                 (Protocol::Tcp, _) => Service::Tcp(Arc::new(TcpService {
                     listener: listener.name.clone(),
@@ -147,6 +149,7 @@ impl Proxy {
                         group_index,
                         sink.clone(),
                         http_tasks.clone(),
+                        gate.clone(),
                     );
                     Service::Http(Arc::new(HttpEntry::new(Arc::new(service), tls)))
                 }
@@ -166,7 +169,13 @@ impl Proxy {
                         source,
                     })?;
                 let local = socket.local_addr().unwrap_or(addr);
-                sockets.push((listener.name.clone(), local, socket, service.clone()));
+                sockets.push((
+                    listener.name.clone(),
+                    local,
+                    socket,
+                    service.clone(),
+                    gate.clone(),
+                ));
             }
         }
 
@@ -184,7 +193,7 @@ impl Proxy {
         };
         let accept_tasks = TaskTracker::new();
         let mut listeners: Vec<Bound> = Vec::new();
-        for (name, local, socket, service) in sockets {
+        for (name, local, socket, service, gate) in sockets {
             info!(listener = %name, addr = %local, "listening");
             match listeners.iter_mut().find(|b| b.name == name) {
                 Some(bound) => bound.addrs.push(local),
@@ -193,7 +202,7 @@ impl Proxy {
                     addrs: vec![local],
                 }),
             }
-            accept_tasks.spawn(accept_loop(socket, service, life.clone()));
+            accept_tasks.spawn(accept_loop(socket, service, gate, life.clone()));
         }
         Ok(Proxy {
             listeners,

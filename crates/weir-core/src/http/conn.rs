@@ -29,6 +29,7 @@ use super::h1_guard::{GuardLimits, H1Guard};
 use super::service::{ConnInfo, HttpService};
 use crate::end::{End, EndBy, EndHow, EndPhase, Record};
 use crate::l4::forward::CLOSE_LINGER;
+use crate::limits::Refusal;
 use crate::listener::Lifecycle;
 use crate::net::close::{close_gracefully, drain_and_close};
 use crate::tls::detect::{FirstBytes, peek_first_bytes, reject_plain_http};
@@ -72,12 +73,18 @@ impl HttpEntry {
     }
 
     /// Serves one accepted connection to its end.
-    pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, life: Lifecycle) {
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        life: Lifecycle,
+        refusal: Option<Refusal>,
+    ) {
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         let Some(acceptor) = self.tls.clone() else {
             let io = ClientIo::new(stream, Some(self.guard()));
-            self.run(io, peer, local_port, None, &life).await;
+            self.run(io, peer, local_port, None, &life, refusal).await;
             return;
         };
         let header_timeout = self.service.settings.request_header_timeout;
@@ -116,7 +123,8 @@ impl HttpEntry {
         // HTTP/2 has no HTTP/1 framing to guard.
         let guard = (alpn != Some(b"h2".as_slice())).then(|| self.guard());
         let io = ClientIo::new(tls_stream, guard);
-        self.run(io, peer, local_port, Some(version), &life).await;
+        self.run(io, peer, local_port, Some(version), &life, refusal)
+            .await;
     }
 
     fn guard(&self) -> H1Guard {
@@ -135,6 +143,7 @@ impl HttpEntry {
         local_port: u16,
         tls_version: Option<&'static str>,
         life: &Lifecycle,
+        refusal: Option<Refusal>,
     ) {
         let handle = io.handle();
         let info = Arc::new(ConnInfo {
@@ -147,6 +156,7 @@ impl HttpEntry {
                 Box::new(move || handle.resume_guard())
             },
             force_close: life.force_close.clone(),
+            refusal,
         });
         let activity = info.activity.clone();
         let service = self.service.clone();
@@ -321,6 +331,7 @@ mod tests {
             |_| None,
             Arc::new(crate::access_log::ChannelSink(tx)),
             tokio_util::task::TaskTracker::new(),
+            Arc::new(crate::limits::Gate::default()),
         );
         let entry = Arc::new(HttpEntry::new(Arc::new(service), None));
         let client = TcpStream::connect(addr).await.unwrap();
@@ -329,7 +340,7 @@ mod tests {
             force_close: Default::default(),
             connections: Default::default(),
         };
-        let serve = entry.serve(client, addr, life);
+        let serve = entry.serve(client, addr, life, None);
         let size = std::mem::size_of_val(&serve);
         eprintln!("HttpEntry::serve future: {size} bytes");
         // About 10 KB today, most of it hyper's connection state; a regression guard, not a

@@ -12,7 +12,11 @@
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
+use std::sync::Arc;
+
 use weir_config::{HostMatch, PathMatch, Redirect, Rule, RuleAction};
+
+use crate::limits::Rate;
 
 /// The compiled rules of one listener. `Send + Sync`; build it once per config.
 #[derive(Debug, Clone)]
@@ -25,6 +29,8 @@ struct Compiled {
     host: Option<HostPattern>,
     path: Option<PathMatch>,
     target: Target,
+    /// The rule's own `qps` limit.
+    rate: Option<Arc<Rate>>,
 }
 
 /// A host matcher in normal form (lowercase, no trailing dot).
@@ -72,6 +78,7 @@ impl Router {
                     host,
                     path: rule.path.clone(),
                     target,
+                    rate: rule.qps.map(|qps| Arc::new(Rate::new(qps))),
                 })
             })
             .collect();
@@ -82,15 +89,21 @@ impl Router {
     /// request has none — rules with a host condition then never match; `path` is the request
     /// path without the query.
     pub fn route(&self, host: Option<&str>, path: &str) -> Route<'_> {
+        self.route_with_rate(host, path).0
+    }
+
+    /// Like [`Router::route`], with the matching rule's `qps` limit, if it has one.
+    pub fn route_with_rate(&self, host: Option<&str>, path: &str) -> (Route<'_>, Option<&Rate>) {
         for rule in &self.rules {
             if rule.matches(host, path) {
-                return match &rule.target {
+                let route = match &rule.target {
                     Target::Group(index) => Route::Group(*index),
                     Target::Redirect(redirect) => Route::Redirect(redirect),
                 };
+                return (route, rule.rate.as_deref());
             }
         }
-        Route::Default
+        (Route::Default, None)
     }
 }
 

@@ -10,6 +10,7 @@ fn rule(host: Option<HostMatch>, path: Option<PathMatch>, group: &str) -> Rule {
         host,
         path,
         action: RuleAction::Group(group.to_string()),
+        qps: None,
     }
 }
 
@@ -113,6 +114,7 @@ fn redirect_rule_routes_to_its_redirect() {
         host: exact("a.com"),
         path: None,
         action: RuleAction::Redirect(target.clone()),
+        qps: None,
     }];
     let r = Router::new(&rules, index);
     assert_eq!(r.route(Some("a.com"), "/x"), Route::Redirect(&target));

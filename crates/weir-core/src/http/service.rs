@@ -28,6 +28,7 @@ use super::route::{Route, Router, host_of, redirect_location};
 use super::validate::{Limits, check_request};
 use crate::access_log::RecordSink;
 use crate::end::{End, EndBy, EndHow, EndPhase};
+use crate::limits::{Gate, Refusal};
 use crate::upstream::Upstream;
 use crate::upstream::connect::connect_one;
 
@@ -90,6 +91,8 @@ pub struct HttpService {
     pub sink: Arc<dyn RecordSink>,
     /// Server connection drivers and tunnels.
     pub tasks: TaskTracker,
+    /// The listener's ACL and limits.
+    pub gate: Arc<Gate>,
     limits: Limits,
 }
 
@@ -107,6 +110,9 @@ pub struct ConnInfo {
     pub resume_guard: Box<dyn Fn() + Send + Sync>,
     /// Cancelled when the shutdown grace is over: tunnels close.
     pub force_close: tokio_util::sync::CancellationToken,
+    /// Why the listener's ACL or limits turned this connection away, if they did: every
+    /// request on it is answered 403 or 503.
+    pub refusal: Option<Refusal>,
 }
 
 impl HttpService {
@@ -121,6 +127,7 @@ impl HttpService {
         group_index: impl Fn(&str) -> Option<usize>,
         sink: Arc<dyn RecordSink>,
         tasks: TaskTracker,
+        gate: Arc<Gate>,
     ) -> Self {
         HttpService {
             listener,
@@ -133,6 +140,7 @@ impl HttpService {
             default_group,
             sink,
             tasks,
+            gate,
         }
     }
 
@@ -144,6 +152,21 @@ impl HttpService {
             .wants_records()
             .then(|| self.start_record(conn, &req));
         let exchange = Exchange::new(conn.activity.clone(), self.sink.clone(), record);
+        let refused = conn.refusal.or_else(|| self.gate.admit_request().err());
+        if let Some(refusal) = refused {
+            let status = match refusal {
+                Refusal::Acl => StatusCode::FORBIDDEN,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let phase = if conn.refusal.is_some() {
+                EndPhase::Accept
+            } else {
+                EndPhase::Request
+            };
+            let end = End::weir(EndHow::Policy, phase, refusal.reason());
+            // A refused connection is closed after its answer; a refused request is not.
+            return exchange.respond(status, end, conn.refusal.is_some());
+        }
         let version = req.version();
         let mut response = self.proxy(conn, req, exchange).await;
         let closing =
@@ -187,7 +210,14 @@ impl HttpService {
             return exchange.respond(reject.status, end, true);
         }
         let host = host_of(&parts.uri, &parts.headers);
-        let group_index = match self.router.route(host.as_deref(), parts.uri.path()) {
+        let (route, rule_rate) = self
+            .router
+            .route_with_rate(host.as_deref(), parts.uri.path());
+        if rule_rate.is_some_and(|rate| !rate.admit()) {
+            let end = End::weir(EndHow::Policy, EndPhase::Request, Refusal::RuleQps.reason());
+            return exchange.respond(StatusCode::SERVICE_UNAVAILABLE, end, false);
+        }
+        let group_index = match route {
             Route::Group(index) => index,
             Route::Default => self.default_group,
             Route::Redirect(rule) => return self.redirect(exchange, rule, &parts),

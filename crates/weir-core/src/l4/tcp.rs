@@ -13,6 +13,7 @@ use weir_config::TcpKeepalive;
 use super::forward::{CLOSE_LINGER, ForwardConfig, forward};
 use crate::access_log::RecordSink;
 use crate::end::{ConnRecord, End, EndHow, EndPhase, Record};
+use crate::limits::Refusal;
 use crate::net::close::close_gracefully;
 use crate::net::sockopt;
 use crate::upstream::Upstream;
@@ -82,6 +83,16 @@ impl TcpService {
         self.finish(record, started, forwarded.ended_at, forwarded.end);
         forwarded.closing.run().await;
         drop(conn.guard);
+    }
+
+    /// Closes a connection the listener's ACL or limits turned away: FIN right after accept,
+    /// logged as a policy close.
+    pub async fn refuse(&self, client: TcpStream, peer: SocketAddr, refusal: Refusal) {
+        let started = Instant::now();
+        let record = ConnRecord::accepted(&self.listener, peer, self.upstream.name());
+        let end = End::weir(EndHow::Policy, EndPhase::Accept, refusal.reason());
+        self.finish(record, started, Instant::now(), end);
+        close_gracefully(client, CLOSE_LINGER).await;
     }
 
     fn finish(&self, mut record: ConnRecord, started: Instant, ended: Instant, end: End) {

@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::http::conn::HttpEntry;
 use crate::l4::tcp::TcpService;
+use crate::limits::Gate;
 
 /// How long the accept loop pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -65,13 +66,18 @@ impl Service {
 }
 
 /// Accepts connections until `stop_accepting`, then drains the accept queue and returns.
-pub async fn accept_loop(listener: TcpListener, service: Service, life: Lifecycle) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    service: Service,
+    gate: Arc<Gate>,
+    life: Lifecycle,
+) {
     loop {
         tokio::select! {
             biased;
             _ = life.stop_accepting.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => spawn_connection(&service, &life, stream, peer),
+                Ok((stream, peer)) => spawn_connection(&service, &gate, &life, stream, peer),
                 Err(err) => on_accept_error(service.name(), err).await,
             },
         }
@@ -80,7 +86,7 @@ pub async fn accept_loop(listener: TcpListener, service: Service, life: Lifecycl
     // serve them rather than let close() reset them.
     loop {
         match try_accept(&listener) {
-            Some(Ok((stream, peer))) => spawn_connection(&service, &life, stream, peer),
+            Some(Ok((stream, peer))) => spawn_connection(&service, &gate, &life, stream, peer),
             Some(Err(err)) if is_resource_error(&err) => break,
             Some(Err(_)) => continue,
             None => break,
@@ -88,21 +94,44 @@ pub async fn accept_loop(listener: TcpListener, service: Service, life: Lifecycl
     }
 }
 
-fn spawn_connection(service: &Service, life: &Lifecycle, stream: TcpStream, peer: SocketAddr) {
+fn spawn_connection(
+    service: &Service,
+    gate: &Arc<Gate>,
+    life: &Lifecycle,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     // At debug level: a span per connection costs nothing unless someone is looking.
     let span = debug_span!("conn", listener = %service.name(), %peer);
+    let admitted = gate.admit_connection(peer.ip());
     match service {
         Service::Tcp(tcp) => {
             let tcp = tcp.clone();
             let force_close = life.force_close.clone();
-            life.connections
-                .spawn(async move { tcp.serve(stream, peer, force_close).await }.instrument(span));
+            life.connections.spawn(
+                async move {
+                    match admitted {
+                        Ok(_permit) => tcp.serve(stream, peer, force_close).await,
+                        Err(refusal) => tcp.refuse(stream, peer, refusal).await,
+                    }
+                }
+                .instrument(span),
+            );
         }
         Service::Http(http) => {
             let http = http.clone();
             let conn_life = life.clone();
-            life.connections
-                .spawn(async move { http.serve(stream, peer, conn_life).await }.instrument(span));
+            life.connections.spawn(
+                async move {
+                    let (permit, refusal) = match admitted {
+                        Ok(permit) => (Some(permit), None),
+                        Err(refusal) => (None, Some(refusal)),
+                    };
+                    http.serve(stream, peer, conn_life, refusal).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
     }
 }
