@@ -16,6 +16,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
@@ -23,8 +24,20 @@ use super::body::ReqBody;
 use crate::l4::forward::CLOSE_LINGER;
 use crate::net::close::close_gracefully;
 
-/// A connection ready to send one request.
-pub type Sender = http1::SendRequest<ReqBody>;
+/// A connection to a server: the handle to send requests on, and a token its driver cancels
+/// when the connection is gone.
+pub struct Sender {
+    /// Sends requests.
+    pub send: http1::SendRequest<ReqBody>,
+    /// Cancelled when the connection has ended (the server closed it, or weir dropped it).
+    pub closed: CancellationToken,
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        self.send.is_closed() || self.closed.is_cancelled()
+    }
+}
 
 struct Idle {
     sender: Sender,
@@ -58,7 +71,7 @@ impl GroupPool {
             if conn.sender.is_closed() || now.duration_since(conn.since) >= conn.timeout {
                 continue; // dropped: its driver closes it
             }
-            if conn.sender.is_ready() {
+            if conn.sender.send.is_ready() {
                 return Some(conn.sender);
             }
         }
@@ -124,18 +137,21 @@ pub async fn handshake(
     tasks: &TaskTracker,
     server: SocketAddr,
 ) -> Result<Sender, hyper::Error> {
-    let (sender, mut conn) = http1::Builder::new()
+    let (send, mut conn) = http1::Builder::new()
         .max_buf_size(256 * 1024)
         .handshake::<_, ReqBody>(TokioIo::new(stream))
         .await?;
+    let closed = CancellationToken::new();
+    let driver_closed = closed.clone();
     tasks.spawn(async move {
         if let Err(err) = poll_fn(|cx| conn.poll_without_shutdown(cx)).await {
             debug!(%server, %err, "server connection ended with an error");
         }
+        driver_closed.cancel();
         let stream = conn.into_parts().io.into_inner();
         close_gracefully(stream, CLOSE_LINGER).await;
     });
-    Ok(sender)
+    Ok(Sender { send, closed })
 }
 
 #[cfg(test)]

@@ -403,7 +403,7 @@ impl HttpService {
                 group.pool.checkout(server)
             };
             let reused = pooled.is_some();
-            let mut sender = match pooled {
+            let sender = match pooled {
                 Some(sender) => sender,
                 None => match self.connect(&group, server).await {
                     Ok(sender) => sender,
@@ -441,9 +441,7 @@ impl HttpService {
             let guard = state.open_connection();
             let sent_at = Instant::now();
             let request = this_head.into_request(this_body);
-            let outcome =
-                tokio::time::timeout(config.request_timeout, sender.try_send_request(request))
-                    .await;
+            let (outcome, sender) = send_request(sender, request, config.request_timeout).await;
             match outcome {
                 Err(_elapsed) => {
                     drop(sender); // the exchange is abandoned: the connection closes
@@ -459,7 +457,7 @@ impl HttpService {
                     let leg = UpstreamLeg {
                         group: group.clone(),
                         server,
-                        sender: Some(sender),
+                        sender,
                         keep_alive_hint: None,
                         sent_at,
                         _guard: guard,
@@ -627,4 +625,39 @@ fn send_error_how(err: &hyper::Error) -> EndHow {
     } else {
         EndHow::Fin
     }
+}
+
+/// Sends `request` on `sender` within `timeout`. hyper can lose a request handed to a
+/// connection that closes at that very moment (it stays queued until the handle is dropped),
+/// so the send also watches the connection's driver: when the connection is gone, the handle
+/// is dropped, which hands a request that was never written back through `take_message`.
+/// Returns the handle unless it had to be dropped.
+async fn send_request(
+    mut sender: Sender,
+    request: Request<ReqBody>,
+    timeout: Duration,
+) -> (
+    Result<
+        Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>>,
+        tokio::time::error::Elapsed,
+    >,
+    Option<Sender>,
+) {
+    let send = sender.send.try_send_request(request);
+    let closed = sender.closed.clone();
+    tokio::pin!(send);
+    let mut sender = Some(sender);
+    let outcome = tokio::time::timeout(timeout, async {
+        tokio::select! {
+            biased;
+            result = &mut send => return result,
+            _ = closed.cancelled() => {}
+        }
+        // The connection ended while the request was on its way: release it and let the
+        // request come back (or its answer, if it made it).
+        sender = None;
+        send.await
+    })
+    .await;
+    (outcome, sender)
 }
