@@ -234,7 +234,8 @@ pub struct HttpRecord {
     pub host: Option<String>,
     /// Request path; the query string only when the listener logs it.
     pub path: String,
-    /// Status the client got.
+    /// Status the client got; 0 when weir closed the connection without an answer (a TLS
+    /// handshake sent to a plain HTTP port).
     pub status: u16,
     /// Status the server sent, `-` when no response came from a server.
     #[serde(serialize_with = "ser_upstream_status")]

@@ -243,6 +243,7 @@ async fn a_tls_client_hello_to_the_http_port_is_closed_with_fin() {
     );
     let rec = h.http_record().await;
     assert_eq!(rec.end_reason, Some("tls_on_plain_port"), "{rec:?}");
+    assert_eq!(rec.status, 0, "no answer was written: {rec:?}");
     assert_eq!(
         (rec.end_by, rec.end_how, rec.end_phase, rec.upstream_status),
         (EndBy::Client, EndHow::Error, EndPhase::Request, None),

@@ -223,7 +223,7 @@ impl HttpEntry {
         let answer = match (stop, refused) {
             (_, Some(reject)) if reject.reason == TLS_ON_PLAIN_PORT => {
                 warn!(%peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
-                self.log_rejected(peer, reject.status, end_client(reject.reason), tls_version);
+                self.log_rejected(peer, None, end_client(reject.reason), tls_version);
                 None
             }
             (_, Some(reject)) => {
@@ -246,10 +246,12 @@ impl HttpEntry {
     }
 
     /// Records a request weir answered (or closed) before hyper saw it.
+    /// `status` is what the client got: `None` when weir closed without answering (recorded
+    /// as status 0).
     fn log_rejected(
         &self,
         peer: SocketAddr,
-        status: StatusCode,
+        status: impl Into<Option<StatusCode>>,
         end: End,
         tls_version: Option<&'static str>,
     ) {
@@ -259,7 +261,7 @@ impl HttpEntry {
         }
         let mut record = new_record(&self.service.listener, self.service.tls, peer);
         record.tls_version = tls_version;
-        record.status = status.as_u16();
+        record.status = status.into().map_or(0, |s| s.as_u16());
         record.end(end);
         sink.record(&Record::Http(record));
     }
