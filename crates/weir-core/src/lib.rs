@@ -4,6 +4,9 @@
 //! Where things live:
 //! - [`listener`]: listening sockets and the accept loop.
 //! - [`l4`]: TCP forwarding ([`l4::forward`] is the copy loop, idle timeout and half-close).
+//! - [`http`]: HTTP and HTTPS listeners (guard, service, pool, upgrades); [`tls`]: certificates
+//!   by SNI, ALPN, resumption.
+//! - [`limits`]: ACLs, connection and request limits.
 //! - [`upstream`]: groups at run time — selection, connect with retries, health checks.
 //! - [`end`]: the end record (who ended a connection, how, in which phase).
 //! - [`access_log`]: where records go.
