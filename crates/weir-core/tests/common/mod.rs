@@ -97,32 +97,13 @@ pub fn config(
     group_extra: &str,
     check: &str,
 ) -> String {
-    let list: Vec<String> = servers
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{{ address = \"{a}\", name = \"s{i}\" }}"))
-        .collect();
-    format!(
-        r#"
-[log]
-access = "off"
-
-[[listener]]
-name = "lb"
-protocol = "tcp"
-bind = "127.0.0.1:0"
-group = "g"
-{listener_extra}
-
-[[group]]
-name = "g"
-servers = [{}]
-{group_extra}
-
-[group.health_check]
-{check}
-"#,
-        list.join(", ")
+    web_config(
+        "tcp",
+        "127.0.0.1:0",
+        servers,
+        listener_extra,
+        group_extra,
+        check,
     )
 }
 
