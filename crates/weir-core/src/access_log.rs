@@ -8,7 +8,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -141,20 +140,5 @@ pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<Record>);
 impl RecordSink for ChannelSink {
     fn record(&self, record: &Record) {
         let _ = self.0.send(record.clone());
-    }
-}
-
-/// Sends every record to each of several sinks.
-pub struct Tee(pub Vec<Arc<dyn RecordSink>>);
-
-impl RecordSink for Tee {
-    fn wants_records(&self) -> bool {
-        self.0.iter().any(|sink| sink.wants_records())
-    }
-
-    fn record(&self, record: &Record) {
-        for sink in &self.0 {
-            sink.record(record);
-        }
     }
 }

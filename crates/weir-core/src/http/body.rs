@@ -38,11 +38,6 @@ pub enum ReqBody {
 }
 
 impl ReqBody {
-    /// Whether sending it again is possible (it is fully in memory).
-    pub fn is_replayable(&self) -> bool {
-        !matches!(self, ReqBody::Stream { .. })
-    }
-
     /// A copy to send again (only for replayable bodies).
     pub fn replay(&self) -> Option<ReqBody> {
         match self {

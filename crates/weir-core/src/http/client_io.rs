@@ -6,15 +6,14 @@
 //! - weir keeps a handle on the stream while hyper drives it, so the connection loop can take
 //!   it back when hyper is done or dropped — to answer 408 or a refused request itself, and to
 //!   close with FIN after draining, never leaving unread bytes behind;
-//! - the connection's activity (a request head started, the last I/O error) is visible to the
-//!   connection loop and the request handler.
+//! - the connection's activity (a request head started) is visible to the connection loop.
 //!
 //! The stream sits behind a mutex, but only the connection's own task ever locks it (hyper's
 //! polls and weir's loop run in the same task), so it is never contended.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
@@ -42,17 +41,6 @@ impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-/// The last I/O error seen on the client side, for telling how a client went away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LastError {
-    /// None seen.
-    None = 0,
-    /// A reset (ECONNRESET, EPIPE).
-    Reset = 1,
-    /// Anything else.
-    Other = 2,
-}
-
 struct Inner<S> {
     stream: S,
     guard: Option<H1Guard>,
@@ -67,7 +55,6 @@ struct Shared<S> {
     head_start: tokio::sync::Notify,
     /// Once weir answers itself, hyper's writes are swallowed.
     muted: AtomicBool,
-    last_error: AtomicU8,
 }
 
 /// The client stream handed to hyper (wrap it in `TokioIo`). Cloning gives weir its handle.
@@ -88,7 +75,6 @@ impl<S: ClientStream> ClientIo<S> {
                 }),
                 head_start: tokio::sync::Notify::new(),
                 muted: AtomicBool::new(false),
-                last_error: AtomicU8::new(LastError::None as u8),
             }),
         }
     }
@@ -130,15 +116,6 @@ impl<S: ClientStream> ClientIo<S> {
         }
     }
 
-    /// How the client side last failed, if it did.
-    pub fn last_error(&self) -> LastError {
-        match self.shared.last_error.load(Ordering::Relaxed) {
-            1 => LastError::Reset,
-            2 => LastError::Other,
-            _ => LastError::None,
-        }
-    }
-
     /// Stops hyper's writes from reaching the client (weir answers itself from now on).
     pub fn mute(&self) {
         self.shared.muted.store(true, Ordering::Release);
@@ -154,15 +131,6 @@ impl<S: ClientStream> ClientIo<S> {
                 .stream),
             Err(shared) => Err(ClientIo { shared }),
         }
-    }
-
-    fn note_error(&self, err: &io::Error) {
-        let kind = if crate::l4::forward::is_reset(err) {
-            LastError::Reset
-        } else {
-            LastError::Other
-        };
-        self.shared.last_error.store(kind as u8, Ordering::Relaxed);
     }
 }
 
@@ -183,8 +151,6 @@ impl<S: ClientStream> AsyncRead for ClientIo<S> {
         }
         let before = buf.filled().len();
         if let Err(err) = ready!(Pin::new(&mut inner.stream).poll_read(cx, buf)) {
-            drop(inner);
-            this.note_error(&err);
             return Poll::Ready(Err(err));
         }
         let Inner {
@@ -232,11 +198,7 @@ impl<S: ClientStream> AsyncWrite for ClientIo<S> {
         if this.shared.muted.load(Ordering::Acquire) {
             return Poll::Ready(Ok(data.len()));
         }
-        let result = ready!(Pin::new(&mut this.lock().stream).poll_write(cx, data));
-        if let Err(err) = &result {
-            this.note_error(err);
-        }
-        Poll::Ready(result)
+        Pin::new(&mut this.lock().stream).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -248,11 +210,7 @@ impl<S: ClientStream> AsyncWrite for ClientIo<S> {
         if this.shared.muted.load(Ordering::Acquire) {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        let result = ready!(Pin::new(&mut this.lock().stream).poll_write_vectored(cx, bufs));
-        if let Err(err) = &result {
-            this.note_error(err);
-        }
-        Poll::Ready(result)
+        Pin::new(&mut this.lock().stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

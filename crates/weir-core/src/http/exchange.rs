@@ -16,6 +16,7 @@ use super::pool::Sender;
 use super::service::HttpGroup;
 use crate::access_log::RecordSink;
 use crate::end::{End, EndBy, EndHow, EndPhase, HttpRecord, Record};
+use crate::limits::RETRY_AFTER;
 use crate::upstream::ActiveGuard;
 
 /// Activity of a client connection, shared by its requests and its connection loop.
@@ -151,7 +152,10 @@ impl Exchange {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
         }
         if close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -381,7 +381,7 @@ impl HttpService {
         loop {
             let Some(server) = pinned
                 .take()
-                .or_else(|| next_server(&group.upstream, client, &tried))
+                .or_else(|| group.upstream.pick_next(client.ip(), &tried))
             else {
                 let end = last_failure.map(|(_, end)| end).unwrap_or(End::weir(
                     EndHow::Error,
@@ -600,19 +600,6 @@ fn streamed(prefix: Bytes, rest: Incoming) -> (ReqBody, BytesIn) {
         received: received.clone(),
     };
     (body, BytesIn::Counted(received))
-}
-
-/// The next server: one not tried yet; failing that, any but the last one tried.
-pub(super) fn next_server(
-    upstream: &Upstream,
-    client: SocketAddr,
-    tried: &[usize],
-) -> Option<usize> {
-    upstream.pick(client.ip(), tried).or_else(|| {
-        tried
-            .last()
-            .and_then(|last| upstream.pick(client.ip(), std::slice::from_ref(last)))
-    })
 }
 
 /// How a server ended an exchange that failed before a complete response head: a reset, an

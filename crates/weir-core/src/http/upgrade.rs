@@ -16,7 +16,7 @@ use tracing::debug;
 use super::body::{ReqBody, RespBody};
 use super::exchange::{Exchange, UpstreamLeg};
 use super::headers;
-use super::service::{ConnInfo, HttpGroup, HttpService, UpstreamHead, next_server};
+use super::service::{ConnInfo, HttpGroup, HttpService, UpstreamHead};
 use crate::end::{ConnRecord, End, EndBy, EndHow, EndPhase, Record};
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig, forward};
 use crate::net::close::{CloseOutcome, Endpoint, close_stream_gracefully};
@@ -66,7 +66,7 @@ impl HttpService {
             }
             let Some(server) = pinned
                 .take()
-                .or_else(|| next_server(&group.upstream, conn.client, &tried))
+                .or_else(|| group.upstream.pick_next(conn.client.ip(), &tried))
             else {
                 return exchange.respond(StatusCode::BAD_GATEWAY, last, false);
             };

@@ -42,7 +42,7 @@ pub async fn connect(upstream: &Upstream, client: IpAddr) -> Result<Connected, C
     let mut tried: Vec<usize> = Vec::new();
     let mut last_failure: Option<(usize, End)> = None;
     for attempt in 0..=config.retries {
-        let Some(index) = pick_next(upstream, client, &tried) else {
+        let Some(index) = upstream.pick_next(client, &tried) else {
             break;
         };
         tried.push(index);
@@ -86,15 +86,6 @@ pub async fn connect(upstream: &Upstream, client: IpAddr) -> Result<Connected, C
             retries,
             last_server: None,
         },
-    })
-}
-
-/// The next server to try: one not tried yet; failing that, any but the last one tried.
-fn pick_next(upstream: &Upstream, client: IpAddr, tried: &[usize]) -> Option<usize> {
-    upstream.pick(client, tried).or_else(|| {
-        tried
-            .last()
-            .and_then(|last| upstream.pick(client, std::slice::from_ref(last)))
     })
 }
 

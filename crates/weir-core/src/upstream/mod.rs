@@ -74,9 +74,14 @@ impl Upstream {
         with_thread_rng(|rng| compiled.schedule.pick(client_hash, exclude, &load, rng))
     }
 
-    /// Whether any server may take new connections right now.
-    pub fn has_eligible(&self) -> bool {
-        !self.current().schedule.is_empty()
+    /// The next server to try after `tried` (in order): one not tried yet; failing that, any
+    /// but the last one tried — never the same server twice in a row.
+    pub fn pick_next(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
+        self.pick(client, tried).or_else(|| {
+            tried
+                .last()
+                .and_then(|last| self.pick(client, std::slice::from_ref(last)))
+        })
     }
 
     fn current(&self) -> arc_swap::Guard<Arc<Compiled>> {
