@@ -115,6 +115,10 @@ impl HttpEntry {
                 return;
             }
             Err(_) => {
+                // The handshake future owns the socket and is dropped here. It had read until
+                // the socket would block before parking, so the receive buffer is empty and the
+                // close sends FIN — unless bytes arrived in this very instant, the race every
+                // close has.
                 debug!(%peer, "TLS handshake timed out");
                 return;
             }
