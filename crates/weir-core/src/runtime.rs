@@ -184,7 +184,11 @@ impl Proxy {
         for upstream in &upstreams {
             spawn_checks(upstream, &health_stop, &health_tasks);
         }
-        health_tasks.spawn(sweep_pools(http_groups.clone(), health_stop.clone()));
+        health_tasks.spawn(sweep_pools(
+            http_groups.clone(),
+            http_tasks.clone(),
+            health_stop.clone(),
+        ));
 
         let life = Lifecycle {
             stop_accepting: CancellationToken::new(),
@@ -264,6 +268,7 @@ impl Proxy {
         // Idle server connections close with FIN; wait for them and any tunnel, bounded.
         for group in &self.http_groups {
             group.pool.clear();
+            group.h1_pool.clear(&self.http_tasks);
         }
         self.http_tasks.close();
         let _ = tokio::time::timeout(CLOSE_LINGER * 2, self.http_tasks.wait()).await;
@@ -274,13 +279,16 @@ impl Proxy {
 /// How often idle server connections past their idle time are dropped.
 const POOL_SWEEP: Duration = Duration::from_millis(250);
 
-async fn sweep_pools(groups: Vec<Arc<HttpGroup>>, stop: CancellationToken) {
+async fn sweep_pools(groups: Vec<Arc<HttpGroup>>, tasks: TaskTracker, stop: CancellationToken) {
     let mut tick = tokio::time::interval(POOL_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => groups.iter().for_each(|g| g.pool.sweep()),
+            _ = tick.tick() => groups.iter().for_each(|g| {
+                g.pool.sweep();
+                g.h1_pool.sweep(&tasks);
+            }),
         }
     }
 }

@@ -21,28 +21,59 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use std::time::Duration;
+
 use super::h1_guard::{H1Guard, Reject};
+use crate::net::close::{CloseOutcome, Endpoint, close_stream_gracefully, close_with_reset};
 
 /// A client stream: TCP, or TLS over TCP.
-pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+pub trait ClientStream: Endpoint + AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The TCP socket underneath, to drain it before closing.
     fn into_tcp(self) -> TcpStream;
+
+    /// Ready when a read may find bytes (or the end). Lets an idle connection wait without
+    /// holding a read buffer; a stream that may hold decrypted bytes of its own is always
+    /// ready.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 impl ClientStream for TcpStream {
     fn into_tcp(self) -> TcpStream {
         self
     }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
 }
 
-impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+impl ClientStream for TlsStream {
     fn into_tcp(self) -> TcpStream {
         self.into_inner().0
+    }
+
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Endpoint for TlsStream {
+    fn close_gracefully(self, linger: Duration) -> impl Future<Output = CloseOutcome> + Send {
+        close_stream_gracefully(self, linger)
+    }
+
+    fn close_with_reset(self) {
+        close_with_reset(self.into_inner().0);
     }
 }
 
 struct Inner<S> {
     stream: S,
+    /// Bytes read from the stream before hyper took it, handed to hyper first.
+    prefix: Vec<u8>,
+    prefix_at: usize,
     guard: Option<H1Guard>,
     refused: Option<Reject>,
     /// When the head now being received started, if one is.
@@ -65,10 +96,17 @@ pub struct ClientIo<S> {
 impl<S: ClientStream> ClientIo<S> {
     /// Wraps `stream`; `guard` is set for HTTP/1 connections.
     pub fn new(stream: S, guard: Option<H1Guard>) -> Self {
+        Self::with_prefix(stream, guard, Vec::new())
+    }
+
+    /// Wraps `stream`, whose first bytes were already read: `prefix` is read first.
+    pub fn with_prefix(stream: S, guard: Option<H1Guard>, prefix: Vec<u8>) -> Self {
         ClientIo {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
                     stream,
+                    prefix,
+                    prefix_at: 0,
                     guard,
                     refused: None,
                     head_started: None,
@@ -150,7 +188,12 @@ impl<S: ClientStream> AsyncRead for ClientIo<S> {
             return Poll::Ready(Err(refused_error()));
         }
         let before = buf.filled().len();
-        if let Err(err) = ready!(Pin::new(&mut inner.stream).poll_read(cx, buf)) {
+        if inner.prefix_at < inner.prefix.len() {
+            let n = buf.remaining().min(inner.prefix.len() - inner.prefix_at);
+            let at = inner.prefix_at;
+            buf.put_slice(&inner.prefix[at..at + n]);
+            inner.prefix_at += n;
+        } else if let Err(err) = ready!(Pin::new(&mut inner.stream).poll_read(cx, buf)) {
             return Poll::Ready(Err(err));
         }
         let Inner {

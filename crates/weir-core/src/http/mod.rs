@@ -2,6 +2,7 @@
 //!
 //! - [`conn`]: one client connection — TLS, hyper, timers, weir's own answers, the close.
 //! - [`client_io`] and [`h1_guard`]: the client stream as hyper sees it, checked on the way in.
+//! - [`h1`]: weir's own HTTP/1 engine, which serves every HTTP/1 client connection.
 //! - [`service`]: the request path — route, pick, pool, send, retry, respond.
 //! - [`exchange`] and [`body`]: one request's state and how its end is recorded.
 //! - [`pool`]: keep-alive connections to servers.
@@ -11,6 +12,7 @@ pub mod body;
 pub mod client_io;
 pub mod conn;
 pub mod exchange;
+pub mod h1;
 pub mod h1_guard;
 pub mod headers;
 pub mod persistence;

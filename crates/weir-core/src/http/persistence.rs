@@ -22,6 +22,17 @@ use weir_config::{Persistence, Server};
 /// Separates the server id from the server's own value in `cookie_rewrite`.
 const SEP: u8 = b'~';
 
+/// What happens to one `Cookie` header value on its way to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieEdit {
+    /// Forward it as it is.
+    Keep,
+    /// Leave it out: only weir's cookie was in it.
+    Drop,
+    /// Forward this instead.
+    Replace(Vec<u8>),
+}
+
 /// Cookie persistence of one group. `Send + Sync`; build it once per config.
 #[derive(Debug, Clone)]
 pub struct Persist {
@@ -79,8 +90,14 @@ impl Persist {
     /// every `Cookie` header and every pair in them (the first pair naming a server wins);
     /// malformed pairs and other groups' or unknown ids are ignored.
     pub fn pinned(&self, headers: &HeaderMap) -> Option<usize> {
-        headers.get_all(COOKIE).iter().find_map(|value| {
-            pairs(value.as_bytes()).find_map(|(name, value)| {
+        self.pinned_in(headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes))
+    }
+
+    /// [`Persist::pinned`] over the raw values of the `Cookie` headers.
+    pub fn pinned_in<'a>(&self, cookies: impl Iterator<Item = &'a [u8]>) -> Option<usize> {
+        let mut cookies = cookies;
+        cookies.find_map(|value| {
+            pairs(value).find_map(|(name, value)| {
                 if name != self.cookie.as_bytes() {
                     return None;
                 }
@@ -101,43 +118,59 @@ impl Persist {
     /// group is stripped too, if it has the shape of an id). Touches nothing when the cookie is
     /// absent.
     pub fn strip_request(&self, headers: &mut HeaderMap) {
-        let name = self.cookie.as_bytes();
-        let present = headers
+        let edits: Vec<CookieEdit> = headers
             .get_all(COOKIE)
             .iter()
-            .any(|v| pairs(v.as_bytes()).any(|(n, _)| n == name));
-        if !present {
+            .map(|v| self.strip_value(v.as_bytes()))
+            .collect();
+        if edits.iter().all(|e| matches!(e, CookieEdit::Keep)) {
             return;
         }
-        let mut rebuilt: Vec<HeaderValue> = Vec::new();
-        for value in headers.get_all(COOKIE) {
-            let mut out: Vec<u8> = Vec::with_capacity(value.len());
-            for pair in split_pairs(value.as_bytes()) {
-                let (pair_name, pair_value) = split_pair(pair);
-                let piece: Vec<u8>;
-                let keep: &[u8] = match pair_value {
-                    Some(_) if pair_name != name => pair,
-                    None => pair,
-                    Some(_) if !self.rewrite => continue,
-                    Some(v) => {
-                        piece = [name, b"=", &self.unprefix(v)[..]].concat();
-                        &piece
-                    }
-                };
-                if !out.is_empty() {
-                    out.extend_from_slice(b"; ");
-                }
-                out.extend_from_slice(keep);
-            }
-            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(out))
-                && !value.is_empty()
-            {
-                rebuilt.push(value);
-            }
-        }
+        let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
         headers.remove(COOKIE);
-        for value in rebuilt {
+        for (value, edit) in values.into_iter().zip(edits) {
+            let value = match edit {
+                CookieEdit::Keep => value,
+                CookieEdit::Drop => continue,
+                CookieEdit::Replace(bytes) => {
+                    match HeaderValue::from_maybe_shared(Bytes::from(bytes)) {
+                        Ok(value) => value,
+                        Err(_) => continue,
+                    }
+                }
+            };
             headers.append(COOKIE, value);
+        }
+    }
+
+    /// What [`Persist::strip_request`] does to one `Cookie` header value.
+    pub fn strip_value(&self, value: &[u8]) -> CookieEdit {
+        let name = self.cookie.as_bytes();
+        if !pairs(value).any(|(n, _)| n == name) {
+            return CookieEdit::Keep;
+        }
+        let mut out: Vec<u8> = Vec::with_capacity(value.len());
+        for pair in split_pairs(value) {
+            let (pair_name, pair_value) = split_pair(pair);
+            let piece: Vec<u8>;
+            let keep: &[u8] = match pair_value {
+                Some(_) if pair_name != name => pair,
+                None => pair,
+                Some(_) if !self.rewrite => continue,
+                Some(v) => {
+                    piece = [name, b"=", &self.unprefix(v)[..]].concat();
+                    &piece
+                }
+            };
+            if !out.is_empty() {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(keep);
+        }
+        if out.is_empty() {
+            CookieEdit::Drop
+        } else {
+            CookieEdit::Replace(out)
         }
     }
 
@@ -147,47 +180,58 @@ impl Persist {
     /// `Set-Cookie` for NAME with `<id>~`, leaving its attributes alone. An unknown index does
     /// nothing.
     pub fn on_response(&self, headers: &mut HeaderMap, server: usize) {
-        if !self.rewrite {
-            if let Some(Some(value)) = self.set_cookie.get(server) {
-                headers.append(SET_COOKIE, value.clone());
-            }
+        if let Some(value) = self.inserted(server) {
+            headers.append(SET_COOKIE, value.clone());
             return;
         }
-        let Some(id) = self.ids.get(server) else {
-            return;
-        };
         let Entry::Occupied(mut entry) = headers.entry(SET_COOKIE) else {
             return;
         };
-        let name = self.cookie.as_bytes();
         for value in entry.iter_mut() {
-            let bytes = value.as_bytes();
-            let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
-            let (pair, attributes) = bytes.split_at(end);
-            let (pair_name, Some(pair_value)) = split_pair(pair) else {
-                continue;
-            };
-            if pair_name != name {
-                continue;
-            }
-            let mut out = Vec::with_capacity(bytes.len() + id.len() + 1);
-            out.extend_from_slice(name);
-            out.push(b'=');
-            let quoted = is_quoted(pair_value);
-            if quoted {
-                out.push(b'"');
-            }
-            out.extend_from_slice(id.as_bytes());
-            out.push(SEP);
-            out.extend_from_slice(unquote(pair_value));
-            if quoted {
-                out.push(b'"');
-            }
-            out.extend_from_slice(attributes);
-            if let Ok(new) = HeaderValue::from_maybe_shared(Bytes::from(out)) {
+            if let Some(out) = self.rewrite_set_cookie(value.as_bytes(), server)
+                && let Ok(new) = HeaderValue::from_maybe_shared(Bytes::from(out))
+            {
                 *value = new;
             }
         }
+    }
+
+    /// `cookie_insert`: the `Set-Cookie` value every response from `server` gets.
+    pub fn inserted(&self, server: usize) -> Option<&HeaderValue> {
+        self.set_cookie.get(server)?.as_ref()
+    }
+
+    /// `cookie_rewrite`: the server's own `Set-Cookie` value with `<id>~` put in front of the
+    /// cookie's value; `None` when the value is not weir's cookie (or in `cookie_insert` mode).
+    pub fn rewrite_set_cookie(&self, bytes: &[u8], server: usize) -> Option<Vec<u8>> {
+        if !self.rewrite {
+            return None;
+        }
+        let id = self.ids.get(server)?;
+        let name = self.cookie.as_bytes();
+        let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+        let (pair, attributes) = bytes.split_at(end);
+        let (pair_name, Some(pair_value)) = split_pair(pair) else {
+            return None;
+        };
+        if pair_name != name {
+            return None;
+        }
+        let mut out = Vec::with_capacity(bytes.len() + id.len() + 1);
+        out.extend_from_slice(name);
+        out.push(b'=');
+        let quoted = is_quoted(pair_value);
+        if quoted {
+            out.push(b'"');
+        }
+        out.extend_from_slice(id.as_bytes());
+        out.push(SEP);
+        out.extend_from_slice(unquote(pair_value));
+        if quoted {
+            out.push(b'"');
+        }
+        out.extend_from_slice(attributes);
+        Some(out)
     }
 
     /// The opaque id of a server (for tests and logs); empty for an unknown index.

@@ -40,8 +40,10 @@ const BUFFERED_BODY: usize = 64 * 1024;
 pub struct HttpGroup {
     /// Selection, health, live state.
     pub upstream: Arc<Upstream>,
-    /// Idle keep-alive connections.
+    /// Idle keep-alive connections for HTTP/2 clients' requests (hyper's client).
     pub pool: GroupPool,
+    /// Idle keep-alive connections for HTTP/1 clients' requests.
+    pub h1_pool: super::h1::pool::RawPool,
     /// Cookie persistence, if configured.
     pub persist: Option<Persist>,
 }
@@ -52,6 +54,7 @@ impl HttpGroup {
         let config = &upstream.config;
         HttpGroup {
             pool: GroupPool::new(upstream.servers.len(), &config.pool),
+            h1_pool: super::h1::pool::RawPool::new(upstream.servers.len(), &config.pool),
             persist: config
                 .persistence
                 .as_ref()
@@ -60,7 +63,8 @@ impl HttpGroup {
         }
     }
 
-    fn eligible(&self, server: usize) -> bool {
+    /// Whether `server` may take new requests: healthy, not draining, weight above zero.
+    pub fn eligible(&self, server: usize) -> bool {
         let (Some(state), Some(cfg)) = (
             self.upstream.servers.get(server),
             self.upstream.config.servers.get(server),

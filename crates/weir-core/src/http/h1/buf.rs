@@ -1,0 +1,271 @@
+//! Read buffers that exist only while there is something in them.
+//!
+//! A keep-alive connection spends most of its life waiting for the next request. It holds no
+//! buffer while it waits: [`Buf`] takes one from a small per-thread stack when bytes arrive
+//! and gives it back as soon as it is empty again, so an idle connection costs a few hundred
+//! bytes and a busy thread reuses the same warm buffers instead of asking the allocator.
+
+use std::cell::RefCell;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Size of a pooled buffer: a typical request or response head and a small body fit in one
+/// read.
+pub const BUF_SIZE: usize = 16 * 1024;
+
+/// Most buffers a thread keeps for reuse.
+const POOL_MAX: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_pooled() -> Vec<u8> {
+    POOL.with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; BUF_SIZE])
+}
+
+fn give_back(buf: Vec<u8>) {
+    if buf.len() != BUF_SIZE {
+        return; // grown for a large head: let it go
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_MAX {
+            pool.push(buf);
+        }
+    });
+}
+
+/// A byte buffer with a read position: bytes `start..end` are received and not yet used.
+#[derive(Default)]
+pub struct Buf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    /// An empty buffer holding no memory.
+    pub fn new() -> Self {
+        Buf::default()
+    }
+
+    /// The received, unused bytes.
+    pub fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// How many unused bytes there are.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether there is nothing unused.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Marks `n` bytes as used; an emptied buffer goes back to the thread's stack.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.release();
+        }
+    }
+
+    /// Gives the memory back if nothing unused is left in it.
+    pub fn release(&mut self) {
+        if self.is_empty() && !self.data.is_empty() {
+            give_back(std::mem::take(&mut self.data));
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads once from `stream` into free space, growing the buffer up to `limit` bytes of
+    /// unused data. Returns the number of bytes read (0 at end of stream, or when the buffer
+    /// already holds `limit` bytes).
+    pub async fn read_from<S>(&mut self, stream: &mut S, limit: usize) -> io::Result<usize>
+    where
+        S: AsyncRead + Unpin + ?Sized,
+    {
+        if !self.make_room(limit) {
+            return Ok(0);
+        }
+        let n = stream.read(&mut self.data[self.end..]).await?;
+        self.end += n;
+        if n == 0 {
+            self.release();
+        }
+        Ok(n)
+    }
+
+    /// Reads from a socket without waiting: `WouldBlock` when nothing is there.
+    pub fn try_read_from(
+        &mut self,
+        stream: &tokio::net::TcpStream,
+        limit: usize,
+    ) -> io::Result<usize> {
+        if !self.make_room(limit) {
+            return Ok(0);
+        }
+        let n = stream.try_read(&mut self.data[self.end..]);
+        match n {
+            Ok(n) => {
+                self.end += n;
+                Ok(n)
+            }
+            Err(err) => {
+                self.release();
+                Err(err)
+            }
+        }
+    }
+
+    /// Makes sure there is free space after `end`, keeping at most `limit` unused bytes;
+    /// `false` when the unused bytes already reach `limit`.
+    fn make_room(&mut self, limit: usize) -> bool {
+        if self.len() >= limit {
+            return false;
+        }
+        if self.data.is_empty() {
+            self.data = take_pooled();
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let grown = (self.data.len() * 2).min(limit.max(self.data.len() + 1));
+                self.data.resize(grown, 0);
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if !self.data.is_empty() {
+            give_back(std::mem::take(&mut self.data));
+        }
+    }
+}
+
+/// An output buffer from the same per-thread stack, for building heads.
+pub struct OutBuf {
+    data: Vec<u8>,
+}
+
+impl OutBuf {
+    /// An empty output buffer (pooled memory).
+    pub fn new() -> Self {
+        let mut data = take_pooled();
+        data.clear();
+        OutBuf { data }
+    }
+
+    /// The bytes to write.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Appends bytes.
+    pub fn put(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Empties it for reuse.
+    pub fn clear(&mut self) {
+        self.data.clear();
+    }
+
+    /// Appends a decimal number.
+    pub fn put_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..]);
+    }
+}
+
+impl Default for OutBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for OutBuf {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        if data.capacity() == BUF_SIZE {
+            data.resize(BUF_SIZE, 0);
+            give_back(data);
+        }
+    }
+}
+
+impl std::fmt::Write for OutBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.put(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn holds_memory_only_while_bytes_are_unused() {
+        let mut buf = Buf::new();
+        assert_eq!(buf.data.capacity(), 0);
+        let mut input: &[u8] = b"hello world";
+        assert_eq!(buf.read_from(&mut input, 1 << 20).await.unwrap(), 11);
+        assert_eq!(buf.filled(), b"hello world");
+        buf.consume(6);
+        assert_eq!(buf.filled(), b"world");
+        buf.consume(5);
+        assert!(buf.is_empty());
+        assert_eq!(buf.data.capacity(), 0, "an emptied buffer is given back");
+    }
+
+    #[tokio::test]
+    async fn grows_up_to_the_limit_and_no_further() {
+        let big = vec![7u8; BUF_SIZE * 3];
+        let mut input: &[u8] = &big;
+        let mut buf = Buf::new();
+        let limit = BUF_SIZE * 2 + 10;
+        while buf.read_from(&mut input, limit).await.unwrap() > 0 {}
+        assert_eq!(buf.len(), limit);
+        buf.consume(limit - 1);
+        assert_eq!(buf.filled(), &[7]);
+        // After consuming, the unused tail moves to the front and reading goes on.
+        assert!(buf.read_from(&mut input, limit).await.unwrap() > 0);
+    }
+
+    #[test]
+    fn out_buf_writes_numbers() {
+        let mut out = OutBuf::new();
+        out.put_u64(0);
+        out.put(b" ");
+        out.put_u64(18_446_744_073_709_551_615);
+        assert_eq!(out.bytes(), b"0 18446744073709551615");
+    }
+}

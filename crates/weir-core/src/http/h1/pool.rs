@@ -1,0 +1,145 @@
+//! Idle keep-alive connections to the servers of a group, as plain sockets.
+//!
+//! A pooled connection is just its socket: no task watches it and it holds no buffer. Each
+//! server has a short stack of them, most recently used first (a warm connection is the least
+//! likely to be closed by the server). A connection is idle for at most its own idle timeout:
+//! the group's `pool.idle_timeout`, kept below the server's `Keep-Alive: timeout=N` hint, so
+//! weir stops using a connection before the server closes it — the stale keep-alive race.
+//!
+//! Checkout looks at the socket without a system call in the common case: the reactor
+//! already knows whether anything arrived since the last response. A connection the server
+//! has closed (or that has unexpected bytes) is closed by weir with FIN, never reused.
+//! Expired connections are closed by a periodic sweep, also with FIN after draining.
+
+use std::io;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::http::pool::idle_timeout;
+use crate::l4::forward::CLOSE_LINGER;
+use crate::net::close::close_gracefully;
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+    timeout: Duration,
+}
+
+/// The HTTP/1 pool of one group: a stack of idle sockets per server.
+pub struct RawPool {
+    servers: Vec<Mutex<Vec<Idle>>>,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl RawPool {
+    /// An empty pool for `servers` servers.
+    pub fn new(servers: usize, config: &weir_config::Pool) -> Self {
+        RawPool {
+            servers: (0..servers).map(|_| Mutex::new(Vec::new())).collect(),
+            idle_timeout: config.idle_timeout,
+            max_idle: config.max_idle_per_server,
+        }
+    }
+
+    /// An idle connection to `server` that is still open and within its idle time.
+    /// Connections found closed or expired are closed on `tasks`.
+    pub fn checkout(&self, server: usize, tasks: &TaskTracker) -> Option<TcpStream> {
+        let slot = self.servers.get(server)?;
+        let now = Instant::now();
+        loop {
+            let conn = slot.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if now.duration_since(conn.since) < conn.timeout && is_quiet(&conn.stream) {
+                return Some(conn.stream);
+            }
+            tasks.spawn(close_gracefully(conn.stream, CLOSE_LINGER));
+        }
+    }
+
+    /// Returns a connection after a complete exchange. `keep_alive_hint` is the server's
+    /// `Keep-Alive: timeout=N`, if it sent one. A connection the pool cannot keep is closed
+    /// on `tasks`.
+    pub fn checkin(
+        &self,
+        server: usize,
+        stream: TcpStream,
+        keep_alive_hint: Option<Duration>,
+        tasks: &TaskTracker,
+    ) {
+        let timeout = idle_timeout(self.idle_timeout, keep_alive_hint);
+        let slot = match self.servers.get(server) {
+            Some(slot) if self.max_idle > 0 && !timeout.is_zero() => slot,
+            _ => {
+                tasks.spawn(close_gracefully(stream, CLOSE_LINGER));
+                return;
+            }
+        };
+        let evicted = {
+            let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let evicted = (idle.len() >= self.max_idle).then(|| idle.remove(0));
+            idle.push(Idle {
+                stream,
+                since: Instant::now(),
+                timeout,
+            });
+            evicted
+        };
+        if let Some(oldest) = evicted {
+            tasks.spawn(close_gracefully(oldest.stream, CLOSE_LINGER));
+        }
+    }
+
+    /// Closes connections past their idle time or closed by their server.
+    pub fn sweep(&self, tasks: &TaskTracker) {
+        let now = Instant::now();
+        for slot in &self.servers {
+            let stale: Vec<Idle> = {
+                let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.is_empty() {
+                    continue;
+                }
+                let (keep, stale) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|c| now.duration_since(c.since) < c.timeout && is_quiet(&c.stream));
+                *idle = keep;
+                stale
+            };
+            for conn in stale {
+                tasks.spawn(close_gracefully(conn.stream, CLOSE_LINGER));
+            }
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    pub fn clear(&self, tasks: &TaskTracker) {
+        for slot in &self.servers {
+            let idle = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+            for conn in idle {
+                tasks.spawn(close_gracefully(conn.stream, CLOSE_LINGER));
+            }
+        }
+    }
+
+    /// Idle connections held (for tests).
+    pub fn idle(&self, server: usize) -> usize {
+        self.servers
+            .get(server)
+            .map_or(0, |s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+}
+
+/// Whether an idle connection has nothing to say: no bytes, no FIN, no error. A read is only
+/// attempted when the reactor has seen the socket become readable since the last read, so a
+/// quiet connection costs no system call here.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    match stream.try_read(&mut probe) {
+        Err(err) => err.kind() == io::ErrorKind::WouldBlock,
+        // A FIN (0) or unexpected bytes: either way it cannot carry a request.
+        Ok(_) => false,
+    }
+}

@@ -1,0 +1,1679 @@
+//! One HTTP/1 client connection, from its first byte to its close.
+//!
+//! The connection's task does all the work of each exchange itself: it reads the request head
+//! into a pooled buffer, checks it and writes the server's head in one pass
+//! ([`head`](super::head)), takes a pooled server socket (or connects), sends, reads the
+//! response head the same way and streams the body back. There is no HTTP library, channel or
+//! second task between client and server, and no header map: a keep-alive request costs the
+//! four system calls of moving its bytes and little else.
+//!
+//! Timers: between requests the connection may be idle for the listener's `idle_timeout`; a
+//! request head must be complete within `request_header_timeout` of its first byte (else 408);
+//! the server's response head must come within the group's `request_timeout` (else 504); a
+//! body that makes no progress for `idle_timeout` ends the exchange. Shutdown closes idle
+//! connections at once and lets a running exchange finish with `Connection: close`; when the
+//! grace runs out every connection closes.
+//!
+//! Every close is FIN after draining (`net::close`); every exchange writes one record.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFuture;
+use tracing::{debug, warn};
+
+use super::buf::{BUF_SIZE, Buf, OutBuf};
+use super::chunk::{ChunkError, ChunkScanner};
+use super::head::{
+    self, ClientConnection, Forwarded, Framing, HeadLimits, MAX_HEADERS, write_answer,
+};
+use crate::end::{End, EndBy, EndHow, EndPhase, HttpRecord, Record};
+use crate::http::client_io::ClientStream;
+use crate::http::exchange::new_record;
+use crate::http::route::{Route, redirect_location};
+use crate::http::service::{HttpGroup, HttpService};
+use crate::http::validate::Reject;
+use crate::l4::forward::{CLOSE_LINGER, is_reset};
+use crate::limits::Refusal;
+use crate::listener::Lifecycle;
+use crate::net::close::drain_and_close;
+use crate::upstream::connect::connect_one;
+
+#[path = "tunnel.rs"]
+mod tunnel;
+
+/// Request bodies up to this size are read completely before the request is sent: a malformed
+/// body never reaches a server, and the request can be sent again after a stale connection.
+const BUFFERED_BODY: usize = 64 * 1024;
+
+/// Largest response head weir takes from a server.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Bodies move through buffers of up to this size.
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// How an HTTP/2 client with prior knowledge starts (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// First byte of a TLS record carrying a handshake: a ClientHello sent to a plain port.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// What weir knows about a client connection.
+pub struct ConnFacts {
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Listener port the client connected to.
+    pub local_port: u16,
+    /// `TLSv1.3` etc. on https.
+    pub tls_version: Option<&'static str>,
+    /// Why the listener's ACL or limits turned this connection away, if they did: its first
+    /// request is answered 403 or 503 and the connection closes.
+    pub refusal: Option<Refusal>,
+}
+
+/// A connection that turned out to be HTTP/2 with prior knowledge: the stream and the bytes
+/// already read from it, for the HTTP/2 server.
+pub struct H2Handoff<S> {
+    /// The client stream.
+    pub stream: S,
+    /// Bytes read before the preface was recognised.
+    pub read: Vec<u8>,
+}
+
+/// Serves an HTTP/1 connection to its end and closes it, or hands it back when it speaks
+/// HTTP/2.
+pub async fn serve<S: ClientStream>(
+    svc: &HttpService,
+    stream: S,
+    facts: ConnFacts,
+    life: &Lifecycle,
+) -> Option<H2Handoff<S>> {
+    let stop = std::pin::pin!(life.stop_accepting.cancelled());
+    let force = std::pin::pin!(life.force_close.cancelled());
+    let mut conn = Conn {
+        svc,
+        life,
+        client: stream,
+        rbuf: Buf::new(),
+        ip: client_ip(facts.peer),
+        facts,
+        stop,
+        force,
+        stopping: false,
+        requests: 0,
+    };
+    let finish = conn.run().await;
+    let Conn {
+        client,
+        rbuf,
+        facts,
+        ..
+    } = conn;
+    match finish {
+        Finish::H2 => Some(H2Handoff {
+            stream: client,
+            read: rbuf.filled().to_vec(),
+        }),
+        Finish::Close(answer) => {
+            drop(rbuf);
+            close_client(client, answer).await;
+            None
+        }
+        Finish::Gone => {
+            // The client is gone (reset, error): nothing to say.
+            None
+        }
+        Finish::Tunnel(tunnel) => {
+            Box::pin(tunnel.run(svc, client, rbuf, facts.peer, life)).await;
+            None
+        }
+    }
+}
+
+/// Writes a last answer, if any, then FIN and drain.
+async fn close_client<S: ClientStream>(mut client: S, answer: Option<OutBuf>) {
+    if let Some(answer) = answer {
+        let _ = tokio::time::timeout(CLOSE_LINGER, client.write_all(answer.bytes())).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, client.shutdown()).await;
+    drain_and_close(client.into_tcp(), CLOSE_LINGER).await;
+}
+
+/// How the connection loop ended.
+enum Finish {
+    /// Close with FIN, after writing this answer if there is one.
+    Close(Option<OutBuf>),
+    /// Already closed (or unusable): drop it.
+    Gone,
+    /// The client speaks HTTP/2.
+    H2,
+    /// An upgraded connection: forward bytes both ways.
+    Tunnel(Box<tunnel::Tunnel>),
+}
+
+/// What comes after an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    Gone,
+    /// The server switched protocols: both sides become a tunnel.
+    Tunnel(Box<tunnel::Tunnel>),
+}
+
+type Cancelled<'p, 'a> = Pin<&'p mut WaitForCancellationFuture<'a>>;
+
+struct Conn<'a, 'p, S> {
+    svc: &'a HttpService,
+    life: &'a Lifecycle,
+    client: S,
+    /// Bytes from the client not used yet.
+    rbuf: Buf,
+    facts: ConnFacts,
+    ip: IpText,
+    /// Shutdown began: finish the exchange, then close.
+    stop: Cancelled<'p, 'a>,
+    /// The grace is over: close now.
+    force: Cancelled<'p, 'a>,
+    stopping: bool,
+    requests: u32,
+}
+
+/// A request head, checked and routed, with the head to send written.
+struct Prepared {
+    /// Head bytes in the read buffer.
+    head_len: usize,
+    /// What to do with it.
+    action: Action,
+    /// The record, when records are wanted.
+    record: Option<HttpRecord>,
+}
+
+enum Action {
+    /// weir answers itself.
+    Answer {
+        status: StatusCode,
+        end: End,
+        close: bool,
+        location: Option<String>,
+    },
+    /// To a server of `group`.
+    Forward(Box<Outbound>),
+}
+
+/// A request on its way to a server.
+struct Outbound {
+    group: Arc<HttpGroup>,
+    /// The server the persistence cookie pins, if it may take the request.
+    pinned: Option<usize>,
+    /// The head to send.
+    out: OutBuf,
+    framing: Framing,
+    http10: bool,
+    keep_alive: bool,
+    idempotent: bool,
+    head_method: bool,
+    expect_continue: bool,
+    /// `Some(protocol)` for an upgrade request.
+    upgrade: Option<&'static str>,
+}
+
+/// The request body as read before sending.
+struct BodyStart {
+    /// Body bytes at the front of the read buffer.
+    buffered: usize,
+    /// Whether they are the whole body.
+    complete: bool,
+    /// Position in a chunked body after the buffered bytes.
+    chunks: Option<ChunkScanner>,
+    /// Length still to come after the buffered bytes (length-framed bodies).
+    remaining: u64,
+}
+
+/// The state of one exchange: its record and timings.
+struct Exchange {
+    record: Option<HttpRecord>,
+    started: Instant,
+    sent_at: Option<Instant>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Exchange {
+    fn note(&mut self, f: impl FnOnce(&mut HttpRecord)) {
+        if let Some(record) = &mut self.record {
+            f(record);
+        }
+    }
+
+    fn finish(mut self, sink: &dyn crate::access_log::RecordSink, end: End) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        let now = Instant::now();
+        record.end(end);
+        record.request_time = now.duration_since(self.started);
+        record.upstream_response_time = self.sent_at.map(|t| now.duration_since(t));
+        record.bytes_in = self.bytes_in;
+        record.bytes_out = self.bytes_out;
+        sink.record(&Record::Http(record));
+    }
+}
+
+/// Outcome of waiting for a request head.
+enum HeadWait {
+    Ready(Box<Prepared>),
+    /// The client closed or reset between requests, or went quiet for `idle_timeout`.
+    Quiet,
+    /// Shutdown while idle.
+    Stopped,
+    /// The client's bytes are refused: answer and close.
+    Refused(Reject, Option<HttpRecord>),
+    /// A TLS ClientHello on a plain port: close without an answer.
+    TlsOnPlain,
+    /// The head did not complete in time: 408.
+    HeadTimeout,
+    H2,
+}
+
+/// Outcome of trying to parse what the buffer holds.
+enum Parsed {
+    Partial,
+    Ready(Box<Prepared>),
+    /// Refused, with the record when the head could be read.
+    Refused(Reject, Option<HttpRecord>),
+}
+
+impl<S: ClientStream> Conn<'_, '_, S> {
+    async fn run(&mut self) -> Finish {
+        let mut idle_since = Instant::now();
+        loop {
+            let prepared = match self.read_head(idle_since).await {
+                HeadWait::Ready(prepared) => prepared,
+                HeadWait::Quiet | HeadWait::Stopped => return Finish::Close(None),
+                HeadWait::H2 => return Finish::H2,
+                HeadWait::TlsOnPlain => {
+                    warn!(peer = %self.facts.peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
+                    self.log_rejected(None, client_error("tls_on_plain_port"));
+                    return Finish::Close(None);
+                }
+                HeadWait::Refused(reject, Some(mut record)) => {
+                    record.status = reject.status.as_u16();
+                    record.end(client_error(reject.reason));
+                    self.svc.sink.record(&Record::Http(record));
+                    return Finish::Close(Some(answer(reject.status, true, None)));
+                }
+                HeadWait::Refused(reject, None) => {
+                    self.log_rejected(Some(reject.status), client_error(reject.reason));
+                    return Finish::Close(Some(answer(reject.status, true, None)));
+                }
+                HeadWait::HeadTimeout => {
+                    let end =
+                        End::weir(EndHow::Timeout, EndPhase::Request, "request_header_timeout");
+                    self.log_rejected(Some(StatusCode::REQUEST_TIMEOUT), end);
+                    return Finish::Close(Some(answer(StatusCode::REQUEST_TIMEOUT, true, None)));
+                }
+            };
+            // An exchange's state lives on the heap only while it runs: an idle connection
+            // keeps just the loop's.
+            match Box::pin(self.exchange(*prepared)).await {
+                Next::KeepAlive => idle_since = Instant::now(),
+                Next::Close => return Finish::Close(None),
+                Next::Gone => return Finish::Gone,
+                Next::Tunnel(tunnel) => return Finish::Tunnel(tunnel),
+            }
+        }
+    }
+
+    /// Waits for a complete request head and prepares it.
+    async fn read_head(&mut self, idle_since: Instant) -> HeadWait {
+        let settings = &self.svc.settings;
+        let mut head_started: Option<Instant> = None;
+        loop {
+            if !self.rbuf.is_empty() {
+                let first = self.requests == 0;
+                let bytes = self.rbuf.filled();
+                if first && bytes[0] == TLS_HANDSHAKE && self.facts.tls_version.is_none() {
+                    return HeadWait::TlsOnPlain;
+                }
+                if first && self.facts.tls_version.is_none() && bytes[0] == b'P' {
+                    let n = bytes.len().min(H2_PREFACE.len());
+                    if bytes[..n] == H2_PREFACE[..n] {
+                        if n == H2_PREFACE.len() {
+                            return HeadWait::H2;
+                        }
+                        head_started.get_or_insert_with(Instant::now);
+                        // Not enough bytes to tell yet.
+                        match self.read_more(head_started, idle_since).await {
+                            Ok(()) => continue,
+                            Err(wait) => return wait,
+                        }
+                    }
+                }
+                match self.prepare() {
+                    Parsed::Ready(prepared) => return HeadWait::Ready(prepared),
+                    Parsed::Refused(reject, record) => return HeadWait::Refused(reject, record),
+                    Parsed::Partial => {
+                        if self.rbuf.len() >= settings.max_header_size {
+                            let reject =
+                                head_too_large(self.rbuf.filled(), settings.max_uri_length);
+                            return HeadWait::Refused(reject, None);
+                        }
+                        head_started.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+            if let Err(wait) = self.read_more(head_started, idle_since).await {
+                return wait;
+            }
+        }
+    }
+
+    /// Reads more head bytes, within the idle or head timer, watching shutdown.
+    async fn read_more(
+        &mut self,
+        head_started: Option<Instant>,
+        idle_since: Instant,
+    ) -> Result<(), HeadWait> {
+        let settings = &self.svc.settings;
+        let (deadline, on_timeout) = match head_started {
+            Some(started) => (
+                started + settings.request_header_timeout,
+                HeadWait::HeadTimeout,
+            ),
+            None => (idle_since + self.svc.idle_timeout, HeadWait::Quiet),
+        };
+        let idle = head_started.is_none() && self.rbuf.is_empty();
+        if idle {
+            // Wait for the socket before taking a buffer: an idle connection holds none.
+            let ready = {
+                let client = &self.client;
+                let stop = &mut self.stop;
+                let watch_stop = !self.stopping;
+                tokio::select! {
+                    biased;
+                    _ = self.force.as_mut() => return Err(HeadWait::Stopped),
+                    _ = stop.as_mut(), if watch_stop => return Err(HeadWait::Stopped),
+                    ready = tokio::time::timeout_at(deadline, poll_fn(|cx| client.poll_read_ready(cx))) => ready,
+                }
+            };
+            match ready {
+                Err(_elapsed) => return Err(on_timeout),
+                Ok(Err(_)) => return Err(HeadWait::Quiet),
+                Ok(Ok(())) => {}
+            }
+        }
+        let limit = settings.max_header_size.max(BUF_SIZE);
+        let read = {
+            let client = &mut self.client;
+            let rbuf = &mut self.rbuf;
+            tokio::select! {
+                biased;
+                _ = self.force.as_mut() => return Err(HeadWait::Stopped),
+                read = tokio::time::timeout_at(deadline, rbuf.read_from(client, limit)) => read,
+            }
+        };
+        match read {
+            Err(_elapsed) => Err(on_timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => Err(HeadWait::Quiet),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Parses the head in the buffer; when complete, checks it, routes it and writes the head
+    /// for the server.
+    fn prepare(&mut self) -> Parsed {
+        let svc = self.svc;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(self.rbuf.filled()) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(httparse::Error::TooManyHeaders) => {
+                return Parsed::Refused(
+                    Reject {
+                        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        reason: "too_many_headers",
+                    },
+                    None,
+                );
+            }
+            Err(_) => {
+                return Parsed::Refused(
+                    Reject {
+                        status: StatusCode::BAD_REQUEST,
+                        reason: "malformed_head",
+                    },
+                    None,
+                );
+            }
+        };
+        if head_len > svc.settings.max_header_size {
+            let reject = head_too_large(self.rbuf.filled(), svc.settings.max_uri_length);
+            return Parsed::Refused(reject, None);
+        }
+        self.requests += 1;
+        let limits = HeadLimits {
+            max_uri_length: svc.settings.max_uri_length,
+            max_body_size: svc.settings.max_body_size,
+        };
+        let checked = head::check_request(&req, &limits);
+        let mut record = svc.sink.wants_records().then(|| {
+            let mut record = new_record(&svc.listener, svc.tls, self.facts.peer);
+            record.tls_version = self.facts.tls_version;
+            record.http_version = if req.version == Some(0) {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            };
+            record.method = req.method.unwrap_or("-").to_string();
+            record
+        });
+        let req_info = match checked {
+            Ok(info) => info,
+            Err(reject) => {
+                if let Some(record) = &mut record {
+                    let target = req.path.unwrap_or("");
+                    record.path = match svc.settings.log_query {
+                        true => target.to_string(),
+                        false => target.split('?').next().unwrap_or("").to_string(),
+                    };
+                }
+                self.rbuf.consume(head_len);
+                return Parsed::Refused(reject, record);
+            }
+        };
+        if let Some(record) = &mut record {
+            record.host = req_info.host();
+            record.path = if svc.settings.log_query {
+                req_info.origin_target().to_string()
+            } else {
+                req_info.path().to_string()
+            };
+        }
+        let answer = |status, end, close| Action::Answer {
+            status,
+            end,
+            close,
+            location: None,
+        };
+        let has_body = req_info.framing != Framing::Empty;
+        let refused = self
+            .facts
+            .refusal
+            .or_else(|| svc.gate.admit_request().err());
+        if let Some(refusal) = refused {
+            let status = match refusal {
+                Refusal::Acl => StatusCode::FORBIDDEN,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let phase = if self.facts.refusal.is_some() {
+                EndPhase::Accept
+            } else {
+                EndPhase::Request
+            };
+            let end = End::weir(EndHow::Policy, phase, refusal.reason());
+            // A refused connection closes after its answer; a refused request does not.
+            let close = self.facts.refusal.is_some() || has_body || !req_info.keep_alive;
+            return ready(head_len, answer(status, end, close), record);
+        }
+        let host = req_info.host();
+        let (route, rule_rate) = svc.router.route_with_rate(host.as_deref(), req_info.path());
+        let close_after_answer = has_body || !req_info.keep_alive;
+        if rule_rate.is_some_and(|rate| !rate.admit()) {
+            let end = End::weir(EndHow::Policy, EndPhase::Request, Refusal::RuleQps.reason());
+            return ready(
+                head_len,
+                answer(StatusCode::SERVICE_UNAVAILABLE, end, close_after_answer),
+                record,
+            );
+        }
+        let group_index = match route {
+            Route::Group(index) => index,
+            Route::Default => svc.default_group,
+            Route::Redirect(rule) => {
+                let scheme = if svc.tls { "https" } else { "http" };
+                let location =
+                    redirect_location(rule, scheme, req_info.authority(), req_info.origin_target());
+                let status =
+                    StatusCode::from_u16(rule.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                let action = Action::Answer {
+                    status,
+                    end: End::weir(EndHow::Done, EndPhase::Request, "redirect"),
+                    close: close_after_answer,
+                    location: Some(location),
+                };
+                return ready(head_len, action, record);
+            }
+        };
+        let Some(group) = svc.groups.get(group_index).cloned() else {
+            let end = End::weir(EndHow::Error, EndPhase::Request, "no_group");
+            return ready(
+                head_len,
+                answer(StatusCode::BAD_GATEWAY, end, close_after_answer),
+                record,
+            );
+        };
+        if let Some(record) = &mut record {
+            record.group = Some(group.upstream.name().to_string());
+        }
+        let pinned = group.persist.as_ref().and_then(|persist| {
+            persist
+                .pinned_in(
+                    req.headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+                        .map(|h| h.value),
+                )
+                .filter(|&server| group.eligible(server))
+        });
+        let upgrade = req_info.upgrade.then(|| {
+            let websocket = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("upgrade")
+                    && h.value.trim_ascii().eq_ignore_ascii_case(b"websocket")
+            });
+            if websocket { "websocket" } else { "tunnel" }
+        });
+        let mut out = OutBuf::new();
+        let forwarded = Forwarded {
+            ip: self.ip.as_str(),
+            local_port: self.facts.local_port,
+            tls: svc.tls,
+        };
+        head::write_request(
+            &mut out,
+            &req,
+            &req_info,
+            &forwarded,
+            group.persist.as_ref(),
+        );
+        let outbound = Outbound {
+            pinned,
+            out,
+            framing: req_info.framing,
+            http10: req_info.http10,
+            keep_alive: req_info.keep_alive,
+            idempotent: req_info.idempotent(),
+            head_method: req_info.method == "HEAD",
+            expect_continue: req_info.expect_continue,
+            upgrade,
+            group,
+        };
+        ready(head_len, Action::Forward(Box::new(outbound)), record)
+    }
+
+    /// Runs one exchange: weir's own answer, or a round trip to a server.
+    async fn exchange(&mut self, prepared: Prepared) -> Next {
+        self.rbuf.consume(prepared.head_len);
+        let mut exchange = Exchange {
+            record: prepared.record,
+            started: Instant::now(),
+            sent_at: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let outbound = match prepared.action {
+            Action::Answer {
+                status,
+                end,
+                close,
+                location,
+            } => {
+                let close = close || self.closing();
+                exchange.note(|r| r.status = status.as_u16());
+                let out = answer(status, close, location.as_deref());
+                let written = self.write_client(out.bytes()).await;
+                exchange.finish(&*self.svc.sink, end);
+                return match written {
+                    Err(_) => Next::Gone,
+                    Ok(()) if close => Next::Close,
+                    Ok(()) => Next::KeepAlive,
+                };
+            }
+            Action::Forward(outbound) => outbound,
+        };
+        self.forward(exchange, *outbound).await
+    }
+
+    /// Whether this connection ends after the current exchange regardless of the request.
+    fn closing(&mut self) -> bool {
+        if !self.stopping && self.life.stop_accepting.is_cancelled() {
+            self.stopping = true;
+        }
+        self.stopping || self.requests >= self.svc.settings.max_requests_per_connection
+    }
+
+    /// Reads the start of the request body: all of it up to [`BUFFERED_BODY`], as long as it
+    /// keeps coming within the head timeout. `Err` is the answer to a malformed or oversized
+    /// body, or the client's end.
+    async fn read_body_start(&mut self, outbound: &Outbound) -> Result<BodyStart, BodyFail> {
+        let mut chunks = match outbound.framing {
+            Framing::Chunked => Some(ChunkScanner::new(self.svc.settings.max_body_size)),
+            _ => None,
+        };
+        let total = match outbound.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        if outbound.framing == Framing::Empty {
+            return Ok(BodyStart {
+                buffered: 0,
+                complete: true,
+                chunks,
+                remaining: 0,
+            });
+        }
+        let mut scanned = 0;
+        let mut sent_continue = false;
+        let deadline = Instant::now() + self.svc.settings.request_header_timeout;
+        loop {
+            let have = self.rbuf.len();
+            let (buffered, complete) = match &mut chunks {
+                Some(scanner) => {
+                    let bytes = &self.rbuf.filled()[scanned..];
+                    let used = scanner.feed(bytes, |_| {}).map_err(BodyFail::Chunk)?;
+                    scanned += used;
+                    (scanned, scanner.is_done())
+                }
+                None => {
+                    let buffered = (have as u64).min(total) as usize;
+                    (buffered, buffered as u64 == total)
+                }
+            };
+            if complete || buffered >= BUFFERED_BODY {
+                return Ok(BodyStart {
+                    buffered,
+                    complete,
+                    chunks,
+                    remaining: total.saturating_sub(buffered as u64),
+                });
+            }
+            if outbound.expect_continue && !sent_continue && buffered == 0 {
+                sent_continue = true;
+                self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(|err| BodyFail::Client(client_io_how(&err)))?;
+            }
+            let limit = scanned.max(BUFFERED_BODY) + BUF_SIZE;
+            let read = {
+                let client = &mut self.client;
+                let rbuf = &mut self.rbuf;
+                tokio::select! {
+                    biased;
+                    _ = self.force.as_mut() => return Err(BodyFail::Forced),
+                    read = tokio::time::timeout_at(deadline, rbuf.read_from(client, limit)) => read,
+                }
+            };
+            match read {
+                // Slow body: send what there is and stream the rest.
+                Err(_elapsed) => {
+                    return Ok(BodyStart {
+                        buffered,
+                        complete: false,
+                        chunks,
+                        remaining: total.saturating_sub(buffered as u64),
+                    });
+                }
+                Ok(Ok(0)) => return Err(BodyFail::Client(EndHow::Fin)),
+                Ok(Err(err)) => return Err(BodyFail::Client(client_io_how(&err))),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Sends the request to a server (retrying where SPEC §4 allows), then streams the
+    /// response back.
+    async fn forward(&mut self, mut exchange: Exchange, mut outbound: Outbound) -> Next {
+        let body = match self.read_body_start(&outbound).await {
+            Ok(body) => body,
+            Err(fail) => return self.body_failed(exchange, fail).await,
+        };
+        exchange.bytes_in = match &body.chunks {
+            Some(scanner) => scanner.data_len(),
+            None => body.buffered as u64,
+        };
+        // The head and the buffered body go out in one write.
+        outbound.out.put(&self.rbuf.filled()[..body.buffered]);
+        self.rbuf.consume(body.buffered);
+        let group = outbound.group.clone();
+        let config = &group.upstream.config;
+        let replayable = body.complete && outbound.idempotent;
+        let mut tried: Vec<usize> = Vec::new();
+        let mut pinned = outbound.pinned;
+        let mut failures: u32 = 0;
+        let mut stale_retry_used = false;
+        // An upgrade gets a connection of its own.
+        let upgrade = outbound.upgrade.is_some();
+        let mut force_fresh = upgrade;
+        let mut last_failure: Option<End> = None;
+        let mut sbuf = Buf::new();
+        let mut body = body;
+        loop {
+            let Some(server) = pinned
+                .take()
+                .or_else(|| group.upstream.pick_next(self.facts.peer.ip(), &tried))
+            else {
+                let end = last_failure.unwrap_or(End::weir(
+                    EndHow::Error,
+                    EndPhase::Connect,
+                    "no_server",
+                ));
+                exchange.note(|r| r.retries = failures.saturating_sub(1));
+                return self
+                    .answer_failure(exchange, StatusCode::BAD_GATEWAY, end, &body)
+                    .await;
+            };
+            let state = group.upstream.servers[server].clone();
+            exchange.note(|r| {
+                r.server = Some(state.name.clone());
+                r.server_addr = Some(state.address);
+            });
+            let connect_started = Instant::now();
+            let pooled = if std::mem::replace(&mut force_fresh, upgrade) {
+                None
+            } else {
+                group.h1_pool.checkout(server, &self.svc.tasks)
+            };
+            let reused = pooled.is_some();
+            let mut stream = match pooled {
+                Some(stream) => stream,
+                None => {
+                    match connect_one(
+                        state.address,
+                        config.connect_timeout,
+                        config.tcp_keepalive.as_ref(),
+                    )
+                    .await
+                    {
+                        Ok(stream) => stream,
+                        Err(end) => {
+                            state
+                                .connect_failures
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tried.push(server);
+                            failures += 1;
+                            last_failure = Some(end);
+                            if failures > config.retries {
+                                exchange.note(|r| r.retries = failures - 1);
+                                return self
+                                    .answer_failure(exchange, StatusCode::BAD_GATEWAY, end, &body)
+                                    .await;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let connect_time = if reused {
+                Duration::ZERO
+            } else {
+                connect_started.elapsed()
+            };
+            exchange.note(|r| r.upstream_connect_time = Some(connect_time));
+            let guard = state.open_connection();
+            let sent_at = Instant::now();
+            exchange.sent_at = Some(sent_at);
+            let deadline = sent_at + config.request_timeout;
+            let sent = self
+                .send_request(
+                    &stream,
+                    outbound.out.bytes(),
+                    &mut body,
+                    &mut sbuf,
+                    deadline,
+                )
+                .await;
+            let early = match sent {
+                Ok(early) => early,
+                Err(SendFail::Client(how)) => {
+                    close_server(stream, &self.svc.tasks);
+                    let end = End::new(EndBy::Client, how, EndPhase::Request);
+                    exchange.finish(&*self.svc.sink, end);
+                    return Next::Gone;
+                }
+                Err(SendFail::Chunk(err)) => {
+                    close_server(stream, &self.svc.tasks);
+                    return self.body_failed(exchange, BodyFail::Chunk(err)).await;
+                }
+                Err(SendFail::Forced) => {
+                    close_server(stream, &self.svc.tasks);
+                    let end = End::weir(EndHow::Shutdown, EndPhase::Request, "shutdown");
+                    exchange.finish(&*self.svc.sink, end);
+                    return Next::Close;
+                }
+                Err(SendFail::Timeout) => {
+                    close_server(stream, &self.svc.tasks);
+                    let end = End::weir(EndHow::Timeout, EndPhase::Response, "request_timeout");
+                    exchange.note(|r| r.retries = failures);
+                    return self
+                        .answer_failure(exchange, StatusCode::GATEWAY_TIMEOUT, end, &body)
+                        .await;
+                }
+                Err(SendFail::Server(how)) => {
+                    // The server closed or reset before any response byte: the stale
+                    // keep-alive race when the connection was reused.
+                    drop_server(stream, how);
+                    if reused && !stale_retry_used && replayable {
+                        stale_retry_used = true;
+                        failures += 1;
+                        pinned = Some(server);
+                        force_fresh = true;
+                        continue;
+                    }
+                    let mut end = End::new(EndBy::Upstream, how, EndPhase::Response);
+                    if reused {
+                        end.reason = Some("reused_connection_closed");
+                    }
+                    exchange.note(|r| r.retries = failures);
+                    return self
+                        .answer_failure(exchange, StatusCode::BAD_GATEWAY, end, &body)
+                        .await;
+                }
+            };
+            exchange.note(|r| r.retries = failures);
+            let next = self
+                .relay_response(
+                    &mut exchange,
+                    &outbound,
+                    &mut stream,
+                    &mut sbuf,
+                    deadline,
+                    server,
+                    early,
+                )
+                .await;
+            return match next {
+                Relayed::Done {
+                    server_reusable,
+                    keep_alive_hint,
+                    client_next,
+                    end,
+                } => {
+                    if server_reusable && sbuf.is_empty() {
+                        group
+                            .h1_pool
+                            .checkin(server, stream, keep_alive_hint, &self.svc.tasks);
+                    } else {
+                        close_server(stream, &self.svc.tasks);
+                    }
+                    exchange.finish(&*self.svc.sink, end);
+                    client_next
+                }
+                Relayed::Retry { how } => {
+                    drop_server(stream, how);
+                    if reused && !stale_retry_used && replayable {
+                        stale_retry_used = true;
+                        failures += 1;
+                        pinned = Some(server);
+                        force_fresh = true;
+                        sbuf = Buf::new();
+                        continue;
+                    }
+                    let mut end = End::new(EndBy::Upstream, how, EndPhase::Response);
+                    if reused {
+                        end.reason = Some("reused_connection_closed");
+                    }
+                    exchange.note(|r| r.retries = failures);
+                    self.answer_failure(exchange, StatusCode::BAD_GATEWAY, end, &body)
+                        .await
+                }
+                Relayed::Switched => {
+                    exchange.finish(
+                        &*self.svc.sink,
+                        End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
+                    );
+                    Next::Tunnel(Box::new(tunnel::Tunnel {
+                        server: stream,
+                        state,
+                        group: group.upstream.name().to_string(),
+                        protocol: outbound.upgrade.unwrap_or("tunnel"),
+                        connect_time,
+                        _guard: guard,
+                    }))
+                }
+                Relayed::Answer { status, end } => {
+                    close_server(stream, &self.svc.tasks);
+                    self.answer_failure(exchange, status, end, &body).await
+                }
+                Relayed::Failed { end, client_next } => {
+                    match end.by {
+                        EndBy::Upstream if end.how == EndHow::Rst => {
+                            drop_server(stream, EndHow::Rst)
+                        }
+                        _ => close_server(stream, &self.svc.tasks),
+                    }
+                    exchange.finish(&*self.svc.sink, end);
+                    client_next
+                }
+            };
+        }
+    }
+
+    /// weir answers for a request it could not forward. The connection closes when the
+    /// request body was not read to its end (or the request asked for it).
+    async fn answer_failure(
+        &mut self,
+        mut exchange: Exchange,
+        status: StatusCode,
+        end: End,
+        body: &BodyStart,
+    ) -> Next {
+        let close = !body.complete || self.closing();
+        exchange.note(|r| r.status = status.as_u16());
+        let out = answer(status, close, None);
+        let written = self.write_client(out.bytes()).await;
+        exchange.finish(&*self.svc.sink, end);
+        match written {
+            Err(_) => Next::Gone,
+            Ok(()) if close => Next::Close,
+            Ok(()) => Next::KeepAlive,
+        }
+    }
+
+    /// A request body that could not be read: answered (400, 413) or the client is gone.
+    async fn body_failed(&mut self, mut exchange: Exchange, fail: BodyFail) -> Next {
+        let (status, end) = match fail {
+            BodyFail::Chunk(ChunkError::Malformed) => {
+                (StatusCode::BAD_REQUEST, client_error("bad_chunk"))
+            }
+            BodyFail::Chunk(ChunkError::TooLarge) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                client_error("body_too_large"),
+            ),
+            BodyFail::Client(how) => {
+                exchange.finish(
+                    &*self.svc.sink,
+                    End::new(EndBy::Client, how, EndPhase::Request),
+                );
+                return Next::Gone;
+            }
+            BodyFail::Forced => {
+                let end = End::weir(EndHow::Shutdown, EndPhase::Request, "shutdown");
+                exchange.finish(&*self.svc.sink, end);
+                return Next::Close;
+            }
+        };
+        exchange.note(|r| r.status = status.as_u16());
+        let out = answer(status, true, None);
+        let written = self.write_client(out.bytes()).await;
+        exchange.finish(&*self.svc.sink, end);
+        match written {
+            Err(_) => Next::Gone,
+            Ok(()) => Next::Close,
+        }
+    }
+
+    /// Writes the head and buffered body, then streams the rest of the body from the client.
+    /// Watches the server while doing so: a server that answers before the body is complete
+    /// stops the upload (`Ok(true)`; the response bytes are in `sbuf`).
+    async fn send_request(
+        &mut self,
+        server: &TcpStream,
+        first: &[u8],
+        body: &mut BodyStart,
+        sbuf: &mut Buf,
+        deadline: Instant,
+    ) -> Result<bool, SendFail> {
+        if self.write_server(server, first, sbuf, deadline).await? {
+            return Ok(true);
+        }
+        if body.complete {
+            return Ok(false);
+        }
+        // Stream the rest: each read from the client goes to the server as it is.
+        let idle = self.svc.idle_timeout;
+        loop {
+            let have = self.rbuf.len();
+            if have > 0 {
+                let take = match &mut body.chunks {
+                    Some(scanner) => {
+                        let used = scanner
+                            .feed(self.rbuf.filled(), |_| {})
+                            .map_err(SendFail::Chunk)?;
+                        if scanner.is_done() {
+                            body.complete = true;
+                        }
+                        used
+                    }
+                    None => {
+                        let take = (have as u64).min(body.remaining) as usize;
+                        body.remaining -= take as u64;
+                        if body.remaining == 0 {
+                            body.complete = true;
+                        }
+                        take
+                    }
+                };
+                let bytes = &self.rbuf.filled()[..take];
+                // The body's own progress keeps the exchange alive.
+                let write_deadline = Instant::now() + idle;
+                let early =
+                    write_server_bytes(server, bytes, sbuf, write_deadline, &mut self.force)
+                        .await?;
+                self.rbuf.consume(take);
+                if early {
+                    return Ok(true);
+                }
+                if body.complete {
+                    return Ok(false);
+                }
+            }
+            let read_deadline = Instant::now() + idle;
+            let client = &mut self.client;
+            let rbuf = &mut self.rbuf;
+            tokio::select! {
+                biased;
+                _ = self.force.as_mut() => return Err(SendFail::Forced),
+                ready = server.readable() => {
+                    if ready.is_ok() && poke_server(server, sbuf)? {
+                        return Ok(true);
+                    }
+                }
+                read = tokio::time::timeout_at(read_deadline, rbuf.read_from(client, BODY_CHUNK)) => {
+                    match read {
+                        Err(_elapsed) => return Err(SendFail::Client(EndHow::Timeout)),
+                        Ok(Ok(0)) => return Err(SendFail::Client(EndHow::Fin)),
+                        Ok(Err(err)) => return Err(SendFail::Client(client_io_how(&err))),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_server(
+        &mut self,
+        server: &TcpStream,
+        bytes: &[u8],
+        sbuf: &mut Buf,
+        deadline: Instant,
+    ) -> Result<bool, SendFail> {
+        write_server_bytes(server, bytes, sbuf, deadline, &mut self.force).await
+    }
+
+    /// Reads the response head (and any 1xx before it), writes the client's head and streams
+    /// the body.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay_response(
+        &mut self,
+        exchange: &mut Exchange,
+        outbound: &Outbound,
+        server: &mut TcpStream,
+        sbuf: &mut Buf,
+        deadline: Instant,
+        server_index: usize,
+        early: bool,
+    ) -> Relayed {
+        let mut out = OutBuf::new();
+        let mut got_bytes = !sbuf.is_empty();
+        loop {
+            // Parse what we have.
+            if !sbuf.is_empty() {
+                match self.response_head(sbuf, outbound, &mut out, exchange, server_index, early) {
+                    RespParse::Partial => {
+                        if sbuf.len() >= MAX_RESPONSE_HEAD {
+                            return Relayed::Answer {
+                                status: StatusCode::BAD_GATEWAY,
+                                end: upstream_error("response_head_too_large"),
+                            };
+                        }
+                    }
+                    RespParse::Invalid(reason) => {
+                        return Relayed::Answer {
+                            status: StatusCode::BAD_GATEWAY,
+                            end: upstream_error(reason),
+                        };
+                    }
+                    RespParse::Informational { len } => {
+                        sbuf.consume(len);
+                        if !outbound.http10
+                            && let Err(err) = self.write_client(out.bytes()).await
+                        {
+                            return Relayed::Failed {
+                                end: End::new(
+                                    EndBy::Client,
+                                    client_io_how(&err),
+                                    EndPhase::Response,
+                                ),
+                                client_next: Next::Gone,
+                            };
+                        }
+                        out.clear();
+                        continue;
+                    }
+                    RespParse::Switch { len } => {
+                        sbuf.consume(len);
+                        out.put(sbuf.filled());
+                        sbuf.consume(sbuf.len());
+                        if let Err(err) = self.write_client(out.bytes()).await {
+                            return Relayed::Failed {
+                                end: End::new(
+                                    EndBy::Client,
+                                    client_io_how(&err),
+                                    EndPhase::Response,
+                                ),
+                                client_next: Next::Gone,
+                            };
+                        }
+                        return Relayed::Switched;
+                    }
+                    RespParse::Final(fin) => {
+                        let header_time = exchange.sent_at.map(|t| t.elapsed());
+                        exchange.note(|r| r.upstream_header_time = header_time);
+                        return self.relay_body(exchange, server, sbuf, out, fin).await;
+                    }
+                }
+            }
+            let read = {
+                let force = &mut self.force;
+                tokio::select! {
+                    biased;
+                    _ = force.as_mut() => None,
+                    read = tokio::time::timeout_at(deadline, sbuf.read_from(server, MAX_RESPONSE_HEAD)) => Some(read),
+                }
+            };
+            match read {
+                None => {
+                    return Relayed::Failed {
+                        end: End::weir(EndHow::Shutdown, EndPhase::Response, "shutdown"),
+                        client_next: Next::Close,
+                    };
+                }
+                Some(Err(_elapsed)) => {
+                    return Relayed::Answer {
+                        status: StatusCode::GATEWAY_TIMEOUT,
+                        end: End::weir(EndHow::Timeout, EndPhase::Response, "request_timeout"),
+                    };
+                }
+                Some(Ok(Ok(0))) if !got_bytes => return Relayed::Retry { how: EndHow::Fin },
+                Some(Ok(Err(err))) if !got_bytes => {
+                    return Relayed::Retry {
+                        how: server_io_how(&err),
+                    };
+                }
+                Some(Ok(Ok(0))) => {
+                    return Relayed::Answer {
+                        status: StatusCode::BAD_GATEWAY,
+                        end: End::new(EndBy::Upstream, EndHow::Fin, EndPhase::Response),
+                    };
+                }
+                Some(Ok(Err(err))) => {
+                    return Relayed::Answer {
+                        status: StatusCode::BAD_GATEWAY,
+                        end: End::new(EndBy::Upstream, server_io_how(&err), EndPhase::Response),
+                    };
+                }
+                Some(Ok(Ok(_))) => got_bytes = true,
+            }
+        }
+    }
+
+    /// Parses a response head in `sbuf`; writes what the client gets into `out`.
+    fn response_head(
+        &mut self,
+        sbuf: &Buf,
+        outbound: &Outbound,
+        out: &mut OutBuf,
+        exchange: &mut Exchange,
+        server: usize,
+        early: bool,
+    ) -> RespParse {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(sbuf.filled()) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return RespParse::Partial,
+            Err(_) => return RespParse::Invalid("invalid_response"),
+        };
+        let info = match head::check_response(&resp, outbound.head_method) {
+            Ok(info) => info,
+            Err(reason) => return RespParse::Invalid(reason),
+        };
+        let persist = outbound.group.persist.as_ref().map(|p| (p, server));
+        if info.status == 101 && outbound.upgrade.is_some() {
+            let status = info.status;
+            exchange.note(|r| {
+                r.status = status;
+                r.upstream_status = Some(status);
+            });
+            head::write_response(out, &resp, false, ClientConnection::Upgrade, persist);
+            return RespParse::Switch { len };
+        }
+        if (100..200).contains(&info.status) {
+            if info.status == 101 {
+                return RespParse::Invalid("unexpected_switching_protocols");
+            }
+            head::write_response(out, &resp, false, ClientConnection::KeepAlive, None);
+            return RespParse::Informational { len };
+        }
+        let status = info.status;
+        exchange.note(|r| {
+            r.status = status;
+            r.upstream_status = Some(status);
+        });
+        let dechunk = info.framing == Framing::Chunked && outbound.http10;
+        let close_client = !outbound.keep_alive
+            || early
+            || dechunk
+            || info.framing == Framing::UntilClose
+            || self.closing();
+        let connection = match (close_client, outbound.http10) {
+            (true, _) => ClientConnection::Close,
+            (false, true) => ClientConnection::KeepAlive10,
+            (false, false) => ClientConnection::KeepAlive,
+        };
+        let chunked_out = info.framing == Framing::Chunked && !dechunk;
+        head::write_response(out, &resp, chunked_out, connection, persist);
+        RespParse::Final(FinalHead {
+            len,
+            framing: info.framing,
+            dechunk,
+            server_reusable: info.reusable && !early && outbound.upgrade.is_none(),
+            keep_alive_hint: info.keep_alive_hint,
+            client_next: if close_client {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            },
+        })
+    }
+
+    /// Sends the client its head and streams the body from the server.
+    async fn relay_body(
+        &mut self,
+        exchange: &mut Exchange,
+        server: &mut TcpStream,
+        sbuf: &mut Buf,
+        mut out: OutBuf,
+        fin: FinalHead,
+    ) -> Relayed {
+        sbuf.consume(fin.len);
+        let idle = self.svc.idle_timeout;
+        let mut remaining = match fin.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        let mut chunks = (fin.framing == Framing::Chunked).then(|| ChunkScanner::new(u64::MAX));
+        let mut done = matches!(fin.framing, Framing::Empty);
+        let mut first = true;
+        loop {
+            // Move what the buffer holds into `out` (the first time after the head).
+            if !sbuf.is_empty() && !done {
+                let bytes = sbuf.filled();
+                let used = match (&mut chunks, fin.dechunk) {
+                    (Some(scanner), dechunk) => {
+                        let mut data = 0u64;
+                        let used = match scanner.feed(bytes, |range| {
+                            data += range.len() as u64;
+                            if dechunk {
+                                out.put(&bytes[range]);
+                            }
+                        }) {
+                            Ok(used) => used,
+                            Err(_) => {
+                                return Relayed::Failed {
+                                    end: upstream_error("bad_chunk"),
+                                    client_next: Next::Close,
+                                };
+                            }
+                        };
+                        if !dechunk {
+                            out.put(&bytes[..used]);
+                        }
+                        exchange.bytes_out += data;
+                        done = scanner.is_done();
+                        used
+                    }
+                    (None, _) if fin.framing == Framing::UntilClose => {
+                        out.put(bytes);
+                        exchange.bytes_out += bytes.len() as u64;
+                        bytes.len()
+                    }
+                    (None, _) => {
+                        let take = (bytes.len() as u64).min(remaining) as usize;
+                        out.put(&bytes[..take]);
+                        remaining -= take as u64;
+                        exchange.bytes_out += take as u64;
+                        done = remaining == 0;
+                        take
+                    }
+                };
+                sbuf.consume(used);
+            }
+            if !out.bytes().is_empty() || first {
+                first = false;
+                if let Err(err) = self.write_client_within(out.bytes(), idle).await {
+                    let end = match err {
+                        WriteFail::Io(how) => End::new(EndBy::Client, how, EndPhase::Response),
+                        WriteFail::Timeout => {
+                            End::weir(EndHow::Timeout, EndPhase::Response, "idle_timeout")
+                        }
+                        WriteFail::Forced => {
+                            End::weir(EndHow::Shutdown, EndPhase::Response, "shutdown")
+                        }
+                    };
+                    let client_next = if err == WriteFail::Forced {
+                        Next::Close
+                    } else {
+                        Next::Gone
+                    };
+                    return Relayed::Failed { end, client_next };
+                }
+                out.clear();
+            }
+            if done {
+                if fin.dechunk {
+                    // Nothing to flush: weir's own framing ended with the data.
+                }
+                return Relayed::Done {
+                    server_reusable: fin.server_reusable,
+                    keep_alive_hint: fin.keep_alive_hint,
+                    client_next: fin.client_next,
+                    end: End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
+                };
+            }
+            let read = {
+                let force = &mut self.force;
+                tokio::select! {
+                    biased;
+                    _ = force.as_mut() => None,
+                    read = tokio::time::timeout(idle, sbuf.read_from(server, BODY_CHUNK)) => Some(read),
+                }
+            };
+            match read {
+                None => {
+                    return Relayed::Failed {
+                        end: End::weir(EndHow::Shutdown, EndPhase::Response, "shutdown"),
+                        client_next: Next::Close,
+                    };
+                }
+                Some(Err(_elapsed)) => {
+                    return Relayed::Failed {
+                        end: End::weir(EndHow::Timeout, EndPhase::Response, "idle_timeout"),
+                        client_next: Next::Close,
+                    };
+                }
+                Some(Ok(Ok(0))) if fin.framing == Framing::UntilClose => {
+                    return Relayed::Done {
+                        server_reusable: false,
+                        keep_alive_hint: None,
+                        client_next: Next::Close,
+                        end: End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
+                    };
+                }
+                Some(Ok(Ok(0))) => {
+                    return Relayed::Failed {
+                        end: End::new(EndBy::Upstream, EndHow::Fin, EndPhase::Response),
+                        client_next: Next::Close,
+                    };
+                }
+                Some(Ok(Err(err))) => {
+                    return Relayed::Failed {
+                        end: End::new(EndBy::Upstream, server_io_how(&err), EndPhase::Response),
+                        client_next: Next::Close,
+                    };
+                }
+                Some(Ok(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Writes to the client, flushing (TLS), watching only the force-close signal.
+    async fn write_client(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let idle = self.svc.idle_timeout;
+        match self.write_client_within(bytes, idle).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(io::Error::other("client write failed")),
+        }
+    }
+
+    async fn write_client_within(
+        &mut self,
+        bytes: &[u8],
+        within: Duration,
+    ) -> Result<(), WriteFail> {
+        let client = &mut self.client;
+        let write = async {
+            client.write_all(bytes).await?;
+            client.flush().await
+        };
+        tokio::select! {
+            biased;
+            result = tokio::time::timeout(within, write) => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(WriteFail::Io(client_io_how(&err))),
+                Err(_elapsed) => Err(WriteFail::Timeout),
+            },
+            _ = self.force.as_mut() => Err(WriteFail::Forced),
+        }
+    }
+
+    /// Records a request refused before it could be read.
+    fn log_rejected(&self, status: Option<StatusCode>, end: End) {
+        let sink = &self.svc.sink;
+        if !sink.wants_records() {
+            return;
+        }
+        let mut record = new_record(&self.svc.listener, self.svc.tls, self.facts.peer);
+        record.tls_version = self.facts.tls_version;
+        record.status = status.map_or(0, |s| s.as_u16());
+        record.end(end);
+        sink.record(&Record::Http(record));
+    }
+}
+
+/// Why sending a request stopped.
+enum SendFail {
+    /// The client's side failed (how), while weir read the body.
+    Client(EndHow),
+    /// The chunked body was malformed.
+    Chunk(ChunkError),
+    /// The server closed or reset before any response byte.
+    Server(EndHow),
+    /// `request_timeout` ran out while sending.
+    Timeout,
+    Forced,
+}
+
+/// Why reading the start of a body stopped.
+enum BodyFail {
+    Chunk(ChunkError),
+    Client(EndHow),
+    Forced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFail {
+    Io(EndHow),
+    Timeout,
+    Forced,
+}
+
+/// The response head, ready to go.
+struct FinalHead {
+    len: usize,
+    framing: Framing,
+    dechunk: bool,
+    server_reusable: bool,
+    keep_alive_hint: Option<Duration>,
+    client_next: Next,
+}
+
+enum RespParse {
+    Partial,
+    Invalid(&'static str),
+    Informational {
+        len: usize,
+    },
+    /// `101 Switching Protocols` to an upgrade request.
+    Switch {
+        len: usize,
+    },
+    Final(FinalHead),
+}
+
+enum Relayed {
+    /// The response went out whole.
+    Done {
+        server_reusable: bool,
+        keep_alive_hint: Option<Duration>,
+        client_next: Next,
+        end: End,
+    },
+    /// The server closed before any response byte: maybe the stale keep-alive race.
+    Retry { how: EndHow },
+    /// The server switched protocols and the client has its 101.
+    Switched,
+    /// No response went out: weir answers.
+    Answer { status: StatusCode, end: End },
+    /// The response broke off after its head went out.
+    Failed { end: End, client_next: Next },
+}
+
+/// Writes `bytes` to the server. When the server's buffer is full, waits for it to drain —
+/// and if the server has started answering meanwhile, stops (`Ok(true)`) with the answer's
+/// first bytes in `sbuf`.
+async fn write_server_bytes(
+    server: &TcpStream,
+    mut bytes: &[u8],
+    sbuf: &mut Buf,
+    deadline: Instant,
+    force: &mut Cancelled<'_, '_>,
+) -> Result<bool, SendFail> {
+    while !bytes.is_empty() {
+        match server.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let ready = tokio::select! {
+                    biased;
+                    _ = force.as_mut() => return Err(SendFail::Forced),
+                    ready = tokio::time::timeout_at(deadline, server.ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE)) => ready,
+                };
+                match ready {
+                    Err(_elapsed) => return Err(SendFail::Timeout),
+                    Ok(Err(err)) => return Err(SendFail::Server(server_io_how(&err))),
+                    Ok(Ok(ready)) => {
+                        if ready.is_readable() && poke_server(server, sbuf)? {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(SendFail::Server(server_io_how(&err))),
+        }
+    }
+    Ok(false)
+}
+
+/// Reads what the server sent while weir was still sending: `Ok(true)` when it is the start
+/// of a response.
+fn poke_server(server: &TcpStream, sbuf: &mut Buf) -> Result<bool, SendFail> {
+    match sbuf.try_read_from(server, MAX_RESPONSE_HEAD) {
+        Ok(0) => Err(SendFail::Server(EndHow::Fin)),
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(err) => Err(SendFail::Server(server_io_how(&err))),
+    }
+}
+
+fn ready(head_len: usize, action: Action, record: Option<HttpRecord>) -> Parsed {
+    Parsed::Ready(Box::new(Prepared {
+        head_len,
+        action,
+        record,
+    }))
+}
+
+/// The refusal for a head that outgrew `max_header_size`: 414 when the request line alone is
+/// longer than `max_uri_length`, else 431.
+fn head_too_large(bytes: &[u8], max_uri_length: usize) -> Reject {
+    let line_end = bytes.iter().position(|&b| b == b'\n');
+    if line_end.is_none_or(|end| end > max_uri_length) && bytes.len() > max_uri_length {
+        return Reject {
+            status: StatusCode::URI_TOO_LONG,
+            reason: "uri_too_long",
+        };
+    }
+    Reject {
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        reason: "header_too_large",
+    }
+}
+
+/// weir's own answer, ready to write.
+fn answer(status: StatusCode, close: bool, location: Option<&str>) -> OutBuf {
+    let mut out = OutBuf::new();
+    write_answer(&mut out, status, close, location);
+    out
+}
+
+fn client_error(reason: &'static str) -> End {
+    End {
+        reason: Some(reason),
+        ..End::new(EndBy::Client, EndHow::Error, EndPhase::Request)
+    }
+}
+
+/// A server's protocol error. Reasons are for weir's own ends, so the record has none; the
+/// debug log says what was wrong.
+fn upstream_error(what: &'static str) -> End {
+    debug!(what, "invalid response from server");
+    End::new(EndBy::Upstream, EndHow::Error, EndPhase::Response)
+}
+
+fn client_io_how(err: &io::Error) -> EndHow {
+    if is_reset(err) {
+        EndHow::Rst
+    } else {
+        EndHow::Error
+    }
+}
+
+fn server_io_how(err: &io::Error) -> EndHow {
+    if is_reset(err) {
+        EndHow::Rst
+    } else {
+        EndHow::Error
+    }
+}
+
+/// Closes a server connection that cannot be reused: FIN after draining, on the tracker.
+fn close_server(stream: TcpStream, tasks: &tokio_util::task::TaskTracker) {
+    tasks.spawn(crate::net::close::close_gracefully(stream, CLOSE_LINGER));
+}
+
+/// Drops a server connection the server itself closed or reset: nothing is left to say.
+fn drop_server(stream: TcpStream, how: EndHow) {
+    debug!(?how, "server connection ended");
+    drop(stream);
+}
+
+/// The client's IP in text form, formatted once per connection.
+struct IpText {
+    buf: [u8; 46],
+    len: u8,
+}
+
+impl IpText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
+fn client_ip(peer: SocketAddr) -> IpText {
+    use std::io::Write as _;
+    let mut buf = [0u8; 46];
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    // 45 bytes hold any IPv6 text form.
+    let _ = write!(cursor, "{}", peer.ip().to_canonical());
+    let len = cursor.position() as u8;
+    IpText { buf, len }
+}
