@@ -281,7 +281,8 @@ pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct HttpSettings {
     /// Time a client has to send a complete request head (default 10 s), then 408.
     pub request_header_timeout: Duration,
-    /// Requests served on one client connection before `Connection: close` (default 100).
+    /// Requests served on one client connection before `Connection: close` (default 1000,
+    /// as NGINX's `keepalive_requests`).
     pub max_requests_per_connection: u32,
     /// Largest request head, request line and headers together (default 64 KiB), then 431.
     pub max_header_size: usize,
@@ -305,7 +306,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             request_header_timeout: Duration::from_secs(10),
-            max_requests_per_connection: 100,
+            max_requests_per_connection: 1000,
             max_header_size: 64 * 1024,
             max_uri_length: 8 * 1024,
             max_body_size: 100 * 1024 * 1024,

@@ -447,7 +447,7 @@ fn a_minimal_http_listener_gets_every_default() {
     let settings = http.http.as_ref().unwrap();
     assert_eq!(*settings, HttpSettings::default());
     assert_eq!(settings.request_header_timeout, Duration::from_secs(10));
-    assert_eq!(settings.max_requests_per_connection, 100);
+    assert_eq!(settings.max_requests_per_connection, 1000);
     assert_eq!(settings.max_header_size, 64 * 1024);
     assert_eq!(settings.max_uri_length, 8 * 1024);
     assert_eq!(settings.max_body_size, 100 * 1024 * 1024);

@@ -194,6 +194,7 @@ impl Proxy {
             stop_accepting: CancellationToken::new(),
             force_close: CancellationToken::new(),
             connections: TaskTracker::new(),
+            signal: Default::default(),
         };
         let accept_tasks = TaskTracker::new();
         let mut listeners: Vec<Bound> = Vec::new();
@@ -243,6 +244,7 @@ impl Proxy {
     /// rest (with FIN unless a listener asks for RST) and stops health checks.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         self.life.stop_accepting.cancel();
+        self.life.signal.stop();
         self.accept_tasks.close();
         self.accept_tasks.wait().await;
         self.life.connections.close();
@@ -259,6 +261,7 @@ impl Proxy {
                 "shutdown grace over: closing open connections"
             );
             self.life.force_close.cancel();
+            self.life.signal.force();
             // Closing takes at most the close linger per connection; bound it anyway.
             let _ = tokio::time::timeout(CLOSE_LINGER * 2, self.life.connections.wait()).await;
         }

@@ -394,6 +394,7 @@ mod tests {
             stop_accepting: Default::default(),
             force_close: Default::default(),
             connections: Default::default(),
+            signal: Default::default(),
         };
         let h1 = h1::serve::serve(
             &entry.service,

@@ -5,6 +5,10 @@
 //! closing the socket — closing a listener with queued connections would make the kernel reset
 //! them.
 
+pub mod signal;
+
+pub use signal::Signal;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +49,8 @@ pub struct Lifecycle {
     pub force_close: CancellationToken,
     /// Tracks every connection task.
     pub connections: TaskTracker,
+    /// The same shutdown, for connections that check it on every request.
+    pub signal: Arc<Signal>,
 }
 
 /// What a listener does with each connection.

@@ -18,7 +18,10 @@ pub const BUF_SIZE: usize = 16 * 1024;
 const POOL_MAX: usize = 64;
 
 thread_local! {
+    /// Read buffers: initialized, `len == BUF_SIZE`.
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// Output buffers: empty, capacity `BUF_SIZE`.
+    static OUT_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_pooled() -> Vec<u8> {
@@ -167,8 +170,9 @@ pub struct OutBuf {
 impl OutBuf {
     /// An empty output buffer (pooled memory).
     pub fn new() -> Self {
-        let mut data = take_pooled();
-        data.clear();
+        let data = OUT_POOL
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE));
         OutBuf { data }
     }
 
@@ -212,10 +216,16 @@ impl Default for OutBuf {
 impl Drop for OutBuf {
     fn drop(&mut self) {
         let mut data = std::mem::take(&mut self.data);
-        if data.capacity() == BUF_SIZE {
-            data.resize(BUF_SIZE, 0);
-            give_back(data);
+        if data.capacity() != BUF_SIZE {
+            return; // grown past a pooled buffer: let it go
         }
+        data.clear();
+        OUT_POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(data);
+            }
+        });
     }
 }
 

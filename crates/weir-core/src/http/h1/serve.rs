@@ -16,18 +16,19 @@
 //!
 //! Every close is FIN after draining (`net::close`); every exchange writes one record.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFuture;
+use tokio::time::Sleep;
 use tracing::{debug, warn};
 
 use super::buf::{BUF_SIZE, Buf, OutBuf};
@@ -44,6 +45,7 @@ use crate::http::validate::Reject;
 use crate::l4::forward::{CLOSE_LINGER, is_reset};
 use crate::limits::Refusal;
 use crate::listener::Lifecycle;
+use crate::listener::signal::Watch;
 use crate::net::close::drain_and_close;
 use crate::upstream::connect::connect_one;
 
@@ -96,18 +98,15 @@ pub async fn serve<S: ClientStream>(
     facts: ConnFacts,
     life: &Lifecycle,
 ) -> Option<H2Handoff<S>> {
-    let stop = std::pin::pin!(life.stop_accepting.cancelled());
-    let force = std::pin::pin!(life.force_close.cancelled());
+    let timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + svc.idle_timeout));
     let mut conn = Conn {
         svc,
-        life,
         client: stream,
         rbuf: Buf::new(),
         ip: client_ip(facts.peer),
         facts,
-        stop,
-        force,
-        stopping: false,
+        watch: life.signal.watch(),
+        timer,
         requests: 0,
     };
     let finish = conn.run().await;
@@ -168,21 +167,70 @@ enum Next {
     Tunnel(Box<tunnel::Tunnel>),
 }
 
-type Cancelled<'p, 'a> = Pin<&'p mut WaitForCancellationFuture<'a>>;
+/// Why a wait ended before its future.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    /// The deadline passed.
+    Timeout,
+    /// Shutdown began (only for waits that watch it).
+    Stopped,
+    /// The shutdown grace is over.
+    Forced,
+}
+
+/// Waits for `fut` until `deadline`, watching the end of the shutdown grace (and, with
+/// `stop`, its start).
+///
+/// One timer per connection serves every wait. It is moved only when a wait needs an earlier
+/// deadline than the one it is set for; when it fires for a deadline that is no longer
+/// current, it is set again. So a busy connection, whose deadlines all lie a timeout ahead,
+/// rarely touches the timer wheel.
+async fn within<F: Future>(
+    timer: &mut Pin<&mut Sleep>,
+    watch: &Watch,
+    deadline: Instant,
+    stop: bool,
+    fut: F,
+) -> Result<F::Output, Interrupt> {
+    let mut fut = std::pin::pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        if watch.poll_force(cx).is_ready() {
+            return Poll::Ready(Err(Interrupt::Forced));
+        }
+        if stop && watch.poll_stop(cx).is_ready() {
+            return Poll::Ready(Err(Interrupt::Stopped));
+        }
+        loop {
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() >= deadline => {
+                    return Poll::Ready(Err(Interrupt::Timeout));
+                }
+                // Set for an older, earlier deadline: move it.
+                Poll::Ready(()) => timer.as_mut().reset(deadline),
+            }
+        }
+    })
+    .await
+}
 
 struct Conn<'a, 'p, S> {
     svc: &'a HttpService,
-    life: &'a Lifecycle,
     client: S,
     /// Bytes from the client not used yet.
     rbuf: Buf,
     facts: ConnFacts,
     ip: IpText,
-    /// Shutdown began: finish the exchange, then close.
-    stop: Cancelled<'p, 'a>,
-    /// The grace is over: close now.
-    force: Cancelled<'p, 'a>,
-    stopping: bool,
+    /// Shutdown: finish the exchange and close; close now once the grace is over.
+    watch: Watch,
+    /// The connection's one timer (see [`within`]).
+    timer: Pin<&'p mut Sleep>,
     requests: u32,
 }
 
@@ -393,35 +441,20 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         let idle = head_started.is_none() && self.rbuf.is_empty();
         if idle {
             // Wait for the socket before taking a buffer: an idle connection holds none.
-            let ready = {
-                let client = &self.client;
-                let stop = &mut self.stop;
-                let watch_stop = !self.stopping;
-                tokio::select! {
-                    biased;
-                    _ = self.force.as_mut() => return Err(HeadWait::Stopped),
-                    _ = stop.as_mut(), if watch_stop => return Err(HeadWait::Stopped),
-                    ready = tokio::time::timeout_at(deadline, poll_fn(|cx| client.poll_read_ready(cx))) => ready,
-                }
-            };
-            match ready {
-                Err(_elapsed) => return Err(on_timeout),
+            let client = &self.client;
+            let ready = poll_fn(|cx| client.poll_read_ready(cx));
+            match within(&mut self.timer, &self.watch, deadline, true, ready).await {
+                Err(Interrupt::Timeout) => return Err(on_timeout),
+                Err(_) => return Err(HeadWait::Stopped),
                 Ok(Err(_)) => return Err(HeadWait::Quiet),
                 Ok(Ok(())) => {}
             }
         }
         let limit = settings.max_header_size.max(BUF_SIZE);
-        let read = {
-            let client = &mut self.client;
-            let rbuf = &mut self.rbuf;
-            tokio::select! {
-                biased;
-                _ = self.force.as_mut() => return Err(HeadWait::Stopped),
-                read = tokio::time::timeout_at(deadline, rbuf.read_from(client, limit)) => read,
-            }
-        };
-        match read {
-            Err(_elapsed) => Err(on_timeout),
+        let read = self.rbuf.read_from(&mut self.client, limit);
+        match within(&mut self.timer, &self.watch, deadline, false, read).await {
+            Err(Interrupt::Timeout) => Err(on_timeout),
+            Err(_) => Err(HeadWait::Stopped),
             Ok(Ok(0)) | Ok(Err(_)) => Err(HeadWait::Quiet),
             Ok(Ok(_)) => Ok(()),
         }
@@ -644,10 +677,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
 
     /// Whether this connection ends after the current exchange regardless of the request.
     fn closing(&mut self) -> bool {
-        if !self.stopping && self.life.stop_accepting.is_cancelled() {
-            self.stopping = true;
-        }
-        self.stopping || self.requests >= self.svc.settings.max_requests_per_connection
+        self.watch.stopping() || self.requests >= self.svc.settings.max_requests_per_connection
     }
 
     /// Reads the start of the request body: all of it up to [`BUFFERED_BODY`], as long as it
@@ -702,18 +732,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     .map_err(|err| BodyFail::Client(client_io_how(&err)))?;
             }
             let limit = scanned.max(BUFFERED_BODY) + BUF_SIZE;
-            let read = {
-                let client = &mut self.client;
-                let rbuf = &mut self.rbuf;
-                tokio::select! {
-                    biased;
-                    _ = self.force.as_mut() => return Err(BodyFail::Forced),
-                    read = tokio::time::timeout_at(deadline, rbuf.read_from(client, limit)) => read,
-                }
-            };
-            match read {
+            let read = self.rbuf.read_from(&mut self.client, limit);
+            match within(&mut self.timer, &self.watch, deadline, false, read).await {
+                Err(Interrupt::Stopped | Interrupt::Forced) => return Err(BodyFail::Forced),
                 // Slow body: send what there is and stream the rest.
-                Err(_elapsed) => {
+                Err(Interrupt::Timeout) => {
                     return Ok(BodyStart {
                         buffered,
                         complete: false,
@@ -1054,9 +1077,15 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 let bytes = &self.rbuf.filled()[..take];
                 // The body's own progress keeps the exchange alive.
                 let write_deadline = Instant::now() + idle;
-                let early =
-                    write_server_bytes(server, bytes, sbuf, write_deadline, &mut self.force)
-                        .await?;
+                let early = write_server_bytes(
+                    server,
+                    bytes,
+                    sbuf,
+                    write_deadline,
+                    &mut self.timer,
+                    &self.watch,
+                )
+                .await?;
                 self.rbuf.consume(take);
                 if early {
                     return Ok(true);
@@ -1066,24 +1095,27 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
             }
             let read_deadline = Instant::now() + idle;
-            let client = &mut self.client;
-            let rbuf = &mut self.rbuf;
-            tokio::select! {
-                biased;
-                _ = self.force.as_mut() => return Err(SendFail::Forced),
-                ready = server.readable() => {
-                    if ready.is_ok() && poke_server(server, sbuf)? {
+            let (client, rbuf) = (&mut self.client, &mut self.rbuf);
+            let step = async {
+                tokio::select! {
+                    biased;
+                    ready = server.readable() => Step::Server(ready.is_ok()),
+                    read = rbuf.read_from(client, BODY_CHUNK) => Step::Client(read),
+                }
+            };
+            match within(&mut self.timer, &self.watch, read_deadline, false, step).await {
+                Err(Interrupt::Timeout) => return Err(SendFail::Client(EndHow::Timeout)),
+                Err(_) => return Err(SendFail::Forced),
+                Ok(Step::Server(ready)) => {
+                    if ready && poke_server(server, sbuf)? {
                         return Ok(true);
                     }
                 }
-                read = tokio::time::timeout_at(read_deadline, rbuf.read_from(client, BODY_CHUNK)) => {
-                    match read {
-                        Err(_elapsed) => return Err(SendFail::Client(EndHow::Timeout)),
-                        Ok(Ok(0)) => return Err(SendFail::Client(EndHow::Fin)),
-                        Ok(Err(err)) => return Err(SendFail::Client(client_io_how(&err))),
-                        Ok(Ok(_)) => {}
-                    }
+                Ok(Step::Client(Ok(0))) => return Err(SendFail::Client(EndHow::Fin)),
+                Ok(Step::Client(Err(err))) => {
+                    return Err(SendFail::Client(client_io_how(&err)));
                 }
+                Ok(Step::Client(Ok(_))) => {}
             }
         }
     }
@@ -1095,7 +1127,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         sbuf: &mut Buf,
         deadline: Instant,
     ) -> Result<bool, SendFail> {
-        write_server_bytes(server, bytes, sbuf, deadline, &mut self.force).await
+        write_server_bytes(server, bytes, sbuf, deadline, &mut self.timer, &self.watch).await
     }
 
     /// Reads the response head (and any 1xx before it), writes the client's head and streams
@@ -1171,13 +1203,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     }
                 }
             }
-            let read = {
-                let force = &mut self.force;
-                tokio::select! {
-                    biased;
-                    _ = force.as_mut() => None,
-                    read = tokio::time::timeout_at(deadline, sbuf.read_from(server, MAX_RESPONSE_HEAD)) => Some(read),
-                }
+            let read = sbuf.read_from(server, MAX_RESPONSE_HEAD);
+            let read = match within(&mut self.timer, &self.watch, deadline, false, read).await {
+                Ok(read) => Some(Ok(read)),
+                Err(Interrupt::Timeout) => Some(Err(())),
+                Err(_) => None,
             };
             match read {
                 None => {
@@ -1186,7 +1216,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                         client_next: Next::Close,
                     };
                 }
-                Some(Err(_elapsed)) => {
+                Some(Err(())) => {
                     return Relayed::Answer {
                         status: StatusCode::GATEWAY_TIMEOUT,
                         end: End::weir(EndHow::Timeout, EndPhase::Response, "request_timeout"),
@@ -1379,13 +1409,12 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     end: End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
                 };
             }
-            let read = {
-                let force = &mut self.force;
-                tokio::select! {
-                    biased;
-                    _ = force.as_mut() => None,
-                    read = tokio::time::timeout(idle, sbuf.read_from(server, BODY_CHUNK)) => Some(read),
-                }
+            let read = sbuf.read_from(server, BODY_CHUNK);
+            let deadline = Instant::now() + idle;
+            let read = match within(&mut self.timer, &self.watch, deadline, false, read).await {
+                Ok(read) => Some(Ok(read)),
+                Err(Interrupt::Timeout) => Some(Err(())),
+                Err(_) => None,
             };
             match read {
                 None => {
@@ -1394,7 +1423,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                         client_next: Next::Close,
                     };
                 }
-                Some(Err(_elapsed)) => {
+                Some(Err(())) => {
                     return Relayed::Failed {
                         end: End::weir(EndHow::Timeout, EndPhase::Response, "idle_timeout"),
                         client_next: Next::Close,
@@ -1437,21 +1466,19 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     async fn write_client_within(
         &mut self,
         bytes: &[u8],
-        within: Duration,
+        within_time: Duration,
     ) -> Result<(), WriteFail> {
         let client = &mut self.client;
         let write = async {
             client.write_all(bytes).await?;
             client.flush().await
         };
-        tokio::select! {
-            biased;
-            result = tokio::time::timeout(within, write) => match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(WriteFail::Io(client_io_how(&err))),
-                Err(_elapsed) => Err(WriteFail::Timeout),
-            },
-            _ = self.force.as_mut() => Err(WriteFail::Forced),
+        let deadline = Instant::now() + within_time;
+        match within(&mut self.timer, &self.watch, deadline, false, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(WriteFail::Io(client_io_how(&err))),
+            Err(Interrupt::Timeout) => Err(WriteFail::Timeout),
+            Err(_) => Err(WriteFail::Forced),
         }
     }
 
@@ -1467,6 +1494,14 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         record.end(end);
         sink.record(&Record::Http(record));
     }
+}
+
+/// What happened first while a body streamed to the server.
+enum Step {
+    /// The server became readable (it may be answering early).
+    Server(bool),
+    /// A read from the client.
+    Client(io::Result<usize>),
 }
 
 /// Why sending a request stopped.
@@ -1545,19 +1580,18 @@ async fn write_server_bytes(
     mut bytes: &[u8],
     sbuf: &mut Buf,
     deadline: Instant,
-    force: &mut Cancelled<'_, '_>,
+    timer: &mut Pin<&mut Sleep>,
+    watch: &Watch,
 ) -> Result<bool, SendFail> {
     while !bytes.is_empty() {
         match server.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                let ready = tokio::select! {
-                    biased;
-                    _ = force.as_mut() => return Err(SendFail::Forced),
-                    ready = tokio::time::timeout_at(deadline, server.ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE)) => ready,
-                };
+                let interest = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+                let ready = within(timer, watch, deadline, false, server.ready(interest)).await;
                 match ready {
-                    Err(_elapsed) => return Err(SendFail::Timeout),
+                    Err(Interrupt::Timeout) => return Err(SendFail::Timeout),
+                    Err(_) => return Err(SendFail::Forced),
                     Ok(Err(err)) => return Err(SendFail::Server(server_io_how(&err))),
                     Ok(Ok(ready)) => {
                         if ready.is_readable() && poke_server(server, sbuf)? {

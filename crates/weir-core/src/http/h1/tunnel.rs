@@ -20,7 +20,7 @@ use crate::http::client_io::ClientStream;
 use crate::http::service::HttpService;
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig, forward};
 use crate::listener::Lifecycle;
-use crate::net::close::{Endpoint as _, close_gracefully};
+use crate::net::close::close_gracefully;
 use crate::upstream::{ActiveGuard, ServerState};
 
 /// A server connection that switched protocols, and what the tunnel's record needs.
