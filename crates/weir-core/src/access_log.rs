@@ -19,7 +19,7 @@ use crate::end::Record;
 /// connection or request, on its task: implementations must not block.
 pub trait RecordSink: Send + Sync + 'static {
     /// Takes one finished record.
-    fn record(&self, record: &Record);
+    fn record(&self, record: Record);
 
     /// Whether records are wanted at all; when not, the data path skips building the parts
     /// of a record that cost allocations (paths, hosts).
@@ -76,9 +76,9 @@ impl RecordSink for AccessLog {
         self.tx.is_some()
     }
 
-    fn record(&self, record: &Record) {
+    fn record(&self, record: Record) {
         let Some(tx) = &self.tx else { return };
-        let line = format_record(record, self.format);
+        let line = format_record(&record, self.format);
         let _ = tx.send(line);
     }
 }
@@ -138,7 +138,7 @@ fn write_lines(rx: mpsc::Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
 pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<Record>);
 
 impl RecordSink for ChannelSink {
-    fn record(&self, record: &Record) {
-        let _ = self.0.send(record.clone());
+    fn record(&self, record: Record) {
+        let _ = self.0.send(record);
     }
 }

@@ -224,7 +224,7 @@ impl TunnelStart {
                 _ => {
                     record.end(End::weir(EndHow::Error, EndPhase::Tunnel, "upgrade_failed"));
                     record.duration = started.elapsed();
-                    sink.record(&Record::Tcp(record));
+                    sink.record(Record::Tcp(record));
                     return;
                 }
             };
@@ -237,7 +237,7 @@ impl TunnelStart {
             end.reason = Some("tunnel_idle_timeout");
         }
         record.end(end);
-        sink.record(&Record::Tcp(record));
+        sink.record(Record::Tcp(record));
         forwarded.closing.run().await;
     }
 }

@@ -98,7 +98,7 @@ impl TcpService {
     fn finish(&self, mut record: ConnRecord, started: Instant, ended: Instant, end: End) {
         record.duration = ended.saturating_duration_since(started);
         record.end(end);
-        self.sink.record(&Record::Tcp(record));
+        self.sink.record(Record::Tcp(record));
     }
 }
 
