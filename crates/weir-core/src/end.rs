@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -128,21 +129,24 @@ impl End {
 }
 
 /// Everything the access log says about one TCP connection.
+///
+/// The names are shared with the listener and the group (`Arc<str>`), so a record costs no
+/// allocation: it is built for every connection, whether or not the log is on.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnRecord {
     /// Wall-clock time the connection was accepted (RFC 3339 in the log).
     #[serde(serialize_with = "ser_time")]
     pub time: SystemTime,
     /// Listener name.
-    pub listener: String,
+    pub listener: Arc<str>,
     /// Always `"tcp"` for now; the field leaves room for other kinds.
     pub protocol: &'static str,
     /// The client's address.
     pub client: SocketAddr,
     /// Group the connection was sent to.
-    pub group: String,
+    pub group: Arc<str>,
     /// Name of the server that served it, if a connect succeeded.
-    pub server: Option<String>,
+    pub server: Option<Arc<str>>,
     /// Address of that server.
     pub server_addr: Option<SocketAddr>,
     /// Connect attempts that failed before the one that succeeded (or before giving up).
@@ -171,13 +175,13 @@ impl ConnRecord {
     /// A record for a connection just accepted; the end fields are provisional until [`end`].
     ///
     /// [`end`]: ConnRecord::end
-    pub fn accepted(listener: &str, client: SocketAddr, group: &str) -> Self {
+    pub fn accepted(listener: Arc<str>, client: SocketAddr, group: Arc<str>) -> Self {
         ConnRecord {
             time: SystemTime::now(),
-            listener: listener.to_string(),
+            listener,
             protocol: "tcp",
             client,
-            group: group.to_string(),
+            group,
             server: None,
             server_addr: None,
             retries: 0,

@@ -118,7 +118,7 @@ impl Proxy {
             let gate = Arc::new(Gate::new(listener.acl.clone(), &listener.limits));
             let service = match (listener.protocol, &listener.http) {
                 (Protocol::Tcp, _) => Service::Tcp(Arc::new(TcpService {
-                    listener: listener.name.clone(),
+                    listener: listener.name.as_str().into(),
                     upstream: upstreams[index].clone(),
                     forward: ForwardConfig {
                         idle_timeout: listener.idle_timeout,

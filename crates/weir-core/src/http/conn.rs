@@ -316,7 +316,7 @@ impl HttpEntry {
         record.tls_version = tls_version;
         record.status = status.into().map_or(0, |s| s.as_u16());
         record.end(end);
-        sink.record(&Record::Http(record));
+        sink.record(Record::Http(record));
     }
 }
 

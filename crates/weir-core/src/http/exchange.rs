@@ -196,7 +196,7 @@ impl Completion for Exchange {
             record.upstream_response_time = sent_at.map(|t| now.duration_since(t));
             record.bytes_in = bytes_in;
             record.bytes_out = bytes_out;
-            self.sink.record(&Record::Http(record));
+            self.sink.record(Record::Http(record));
         }
         self.activity.end();
     }

@@ -397,7 +397,7 @@ impl HttpService {
             };
             let state = group.upstream.servers[server].clone();
             exchange.note(|r| {
-                r.server = Some(state.name.clone());
+                r.server = Some(state.name.to_string());
                 r.server_addr = Some(state.address);
             });
             let connect_started = Instant::now();

@@ -72,7 +72,7 @@ impl HttpService {
             };
             let state = &group.upstream.servers[server];
             exchange.note(|r| {
-                r.server = Some(state.name.clone());
+                r.server = Some(state.name.to_string());
                 r.server_addr = Some(state.address);
             });
             let started = Instant::now();
@@ -195,7 +195,7 @@ struct TunnelStart {
     listener: String,
     client: std::net::SocketAddr,
     group: String,
-    server: String,
+    server: Arc<str>,
     server_addr: std::net::SocketAddr,
     protocol: &'static str,
     connect_time: std::time::Duration,
@@ -211,7 +211,11 @@ impl TunnelStart {
         force_close: tokio_util::sync::CancellationToken,
     ) {
         let started = Instant::now();
-        let mut record = ConnRecord::accepted(&self.listener, self.client, &self.group);
+        let mut record = ConnRecord::accepted(
+            self.listener.as_str().into(),
+            self.client,
+            self.group.as_str().into(),
+        );
         record.protocol = self.protocol;
         record.server = Some(self.server.clone());
         record.server_addr = Some(self.server_addr);
@@ -224,7 +228,7 @@ impl TunnelStart {
                 _ => {
                     record.end(End::weir(EndHow::Error, EndPhase::Tunnel, "upgrade_failed"));
                     record.duration = started.elapsed();
-                    sink.record(&Record::Tcp(record));
+                    sink.record(Record::Tcp(record));
                     return;
                 }
             };
@@ -237,7 +241,7 @@ impl TunnelStart {
             end.reason = Some("tunnel_idle_timeout");
         }
         record.end(end);
-        sink.record(&Record::Tcp(record));
+        sink.record(Record::Tcp(record));
         forwarded.closing.run().await;
     }
 }

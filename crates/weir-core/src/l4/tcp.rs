@@ -22,7 +22,7 @@ use crate::upstream::connect::connect;
 /// Everything a `tcp` listener's connections share.
 pub struct TcpService {
     /// Listener name (for records).
-    pub listener: String,
+    pub listener: Arc<str>,
     /// The group connections go to.
     pub upstream: Arc<Upstream>,
     /// Forwarding settings.
@@ -37,7 +37,7 @@ impl TcpService {
     /// Serves one accepted connection to its end, then writes its record.
     pub async fn serve(&self, client: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
         let started = Instant::now();
-        let mut record = ConnRecord::accepted(&self.listener, peer, self.upstream.name());
+        let mut record = self.new_record(peer);
         let _ = client.set_nodelay(true);
         if let Some(keepalive) = &self.keepalive
             && let Err(err) = sockopt::set_keepalive(&client, keepalive)
@@ -89,16 +89,20 @@ impl TcpService {
     /// logged as a policy close.
     pub async fn refuse(&self, client: TcpStream, peer: SocketAddr, refusal: Refusal) {
         let started = Instant::now();
-        let record = ConnRecord::accepted(&self.listener, peer, self.upstream.name());
+        let record = self.new_record(peer);
         let end = End::weir(EndHow::Policy, EndPhase::Accept, refusal.reason());
         self.finish(record, started, Instant::now(), end);
         close_gracefully(client, CLOSE_LINGER).await;
     }
 
+    fn new_record(&self, peer: SocketAddr) -> ConnRecord {
+        ConnRecord::accepted(self.listener.clone(), peer, self.upstream.shared_name())
+    }
+
     fn finish(&self, mut record: ConnRecord, started: Instant, ended: Instant, end: End) {
         record.duration = ended.saturating_duration_since(started);
         record.end(end);
-        self.sink.record(&Record::Tcp(record));
+        self.sink.record(Record::Tcp(record));
     }
 }
 

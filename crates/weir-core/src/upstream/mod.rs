@@ -35,6 +35,7 @@ pub struct Upstream {
     pub config: Group,
     /// Live state of each server, in config order (indices match `config.servers`).
     pub servers: Vec<Arc<ServerState>>,
+    name: Arc<str>,
     compiled: ArcSwap<Compiled>,
     rebuild: Mutex<()>,
 }
@@ -53,6 +54,7 @@ impl Upstream {
             .collect();
         let compiled = compile(&config, &servers);
         Upstream {
+            name: config.name.as_str().into(),
             config,
             servers,
             compiled: ArcSwap::from_pointee(compiled),
@@ -62,7 +64,12 @@ impl Upstream {
 
     /// The group's name.
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
+    }
+
+    /// The group's name, shared (for records, without copying it).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// Picks a server for a client, skipping `exclude` (servers already tried). Returns an

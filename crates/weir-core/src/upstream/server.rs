@@ -6,6 +6,7 @@
 //! lazily when they see a new epoch, so the pick path never takes a lock.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Bumped on every health or drain change of any server.
@@ -25,8 +26,8 @@ fn bump_epoch() {
 pub struct ServerState {
     /// Group the server belongs to.
     pub group: String,
-    /// The server's stable name within its group.
-    pub name: String,
+    /// The server's stable name within its group (shared with the records that name it).
+    pub name: Arc<str>,
     /// Where it listens.
     pub address: SocketAddr,
     healthy: AtomicBool,
@@ -43,7 +44,7 @@ impl ServerState {
     pub fn new(group: &str, name: &str, address: SocketAddr) -> Self {
         ServerState {
             group: group.to_string(),
-            name: name.to_string(),
+            name: name.into(),
             address,
             healthy: AtomicBool::new(true),
             draining: AtomicBool::new(false),
