@@ -27,7 +27,6 @@ use super::client_io::{ClientIo, ClientStream};
 use super::exchange::{Activity, new_record};
 use super::h1;
 use super::h1::serve::ConnFacts;
-use super::h1_guard::{GuardLimits, H1Guard};
 use super::service::{ConnInfo, HttpService};
 use crate::end::{End, EndBy, EndHow, EndPhase, Record};
 use crate::l4::forward::CLOSE_LINGER;
@@ -178,15 +177,6 @@ impl HttpEntry {
             // Not reached: prior-knowledge HTTP/2 is only recognised on plain connections.
             drop(h2);
         }
-    }
-
-    fn guard(&self) -> H1Guard {
-        let s = &self.service.settings;
-        H1Guard::new(GuardLimits {
-            max_header_size: s.max_header_size,
-            max_uri_length: s.max_uri_length,
-            max_body_size: s.max_body_size,
-        })
     }
 
     async fn run<S: ClientStream>(

@@ -311,7 +311,7 @@ impl Exchange {
         record.upstream_response_time = self.sent_at.map(|t| now.duration_since(t));
         record.bytes_in = self.bytes_in;
         record.bytes_out = self.bytes_out;
-        sink.record(&Record::Http(record));
+        sink.record(Record::Http(record));
     }
 }
 
@@ -323,7 +323,7 @@ enum HeadWait {
     /// Shutdown while idle.
     Stopped,
     /// The client's bytes are refused: answer and close.
-    Refused(Reject, Option<HttpRecord>),
+    Refused(Reject, Option<Box<HttpRecord>>),
     /// A TLS ClientHello on a plain port: close without an answer.
     TlsOnPlain,
     /// The head did not complete in time: 408.
@@ -336,7 +336,7 @@ enum Parsed {
     Partial,
     Ready(Box<Prepared>),
     /// Refused, with the record when the head could be read.
-    Refused(Reject, Option<HttpRecord>),
+    Refused(Reject, Option<Box<HttpRecord>>),
 }
 
 impl<S: ClientStream> Conn<'_, '_, S> {
@@ -352,10 +352,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     self.log_rejected(None, client_error("tls_on_plain_port"));
                     return Finish::Close(None);
                 }
-                HeadWait::Refused(reject, Some(mut record)) => {
+                HeadWait::Refused(reject, Some(record)) => {
+                    let mut record = *record;
                     record.status = reject.status.as_u16();
                     record.end(client_error(reject.reason));
-                    self.svc.sink.record(&Record::Http(record));
+                    self.svc.sink.record(Record::Http(record));
                     return Finish::Close(Some(answer(reject.status, true, None)));
                 }
                 HeadWait::Refused(reject, None) => {
@@ -520,7 +521,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     };
                 }
                 self.rbuf.consume(head_len);
-                return Parsed::Refused(reject, record);
+                return Parsed::Refused(reject, record.map(Box::new));
             }
         };
         if let Some(record) = &mut record {
@@ -795,7 +796,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             };
             let state = group.upstream.servers[server].clone();
             exchange.note(|r| {
-                r.server = Some(state.name.clone());
+                r.server = Some(state.name.to_string());
                 r.server_addr = Some(state.address);
             });
             let connect_started = Instant::now();
@@ -955,7 +956,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     Next::Tunnel(Box::new(tunnel::Tunnel {
                         server: stream,
                         state,
-                        group: group.upstream.name().to_string(),
+                        group: group.upstream.shared_name(),
                         protocol: outbound.upgrade.unwrap_or("tunnel"),
                         connect_time,
                         _guard: guard,
@@ -1492,7 +1493,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         record.tls_version = self.facts.tls_version;
         record.status = status.map_or(0, |s| s.as_u16());
         record.end(end);
-        sink.record(&Record::Http(record));
+        sink.record(Record::Http(record));
     }
 }
 

@@ -27,7 +27,7 @@ use crate::upstream::{ActiveGuard, ServerState};
 pub(in crate::http::h1) struct Tunnel {
     pub(in crate::http::h1) server: TcpStream,
     pub(in crate::http::h1) state: Arc<ServerState>,
-    pub(in crate::http::h1) group: String,
+    pub(in crate::http::h1) group: Arc<str>,
     pub(in crate::http::h1) protocol: &'static str,
     pub(in crate::http::h1) connect_time: Duration,
     /// Counts the tunnel against the server while it runs.
@@ -46,7 +46,7 @@ impl Tunnel {
         life: &Lifecycle,
     ) {
         let started = Instant::now();
-        let mut record = ConnRecord::accepted(&svc.listener, peer, &self.group);
+        let mut record = ConnRecord::accepted(Arc::from(svc.listener.as_str()), peer, self.group);
         record.protocol = self.protocol;
         record.server = Some(self.state.name.clone());
         record.server_addr = Some(self.state.address);
@@ -57,7 +57,7 @@ impl Tunnel {
             if !matches!(sent, Ok(Ok(()))) {
                 record.end(End::weir(EndHow::Error, EndPhase::Tunnel, "upgrade_failed"));
                 record.duration = started.elapsed();
-                svc.sink.record(&Record::Tcp(record));
+                svc.sink.record(Record::Tcp(record));
                 client.close_gracefully(CLOSE_LINGER).await;
                 close_gracefully(server, CLOSE_LINGER).await;
                 return;
@@ -79,7 +79,7 @@ impl Tunnel {
         }
         record.end(end);
         if svc.sink.wants_records() {
-            svc.sink.record(&Record::Tcp(record));
+            svc.sink.record(Record::Tcp(record));
         }
         forwarded.closing.run().await;
     }
