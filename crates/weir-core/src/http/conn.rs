@@ -78,11 +78,11 @@ impl HttpEntry {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        local_port: u16,
         life: Lifecycle,
         refusal: Option<Refusal>,
     ) {
-        let _ = stream.set_nodelay(true);
-        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+        // TCP_NODELAY comes from the listening socket.
         match self.tls.clone() {
             None => {
                 self.serve_plain(stream, peer, local_port, life, refusal)
@@ -399,7 +399,7 @@ mod tests {
         );
         eprintln!("h1::serve future: {} bytes", std::mem::size_of_val(&h1));
         drop(h1);
-        let serve = entry.serve(client, addr, life, None);
+        let serve = entry.serve(client, addr, addr.port(), life, None);
         let size = std::mem::size_of_val(&serve);
         eprintln!("HttpEntry::serve future: {size} bytes");
         // About 1.5 KB today: an idle HTTP/1 connection holds only its read loop (TLS, HTTP/2

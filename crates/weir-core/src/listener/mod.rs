@@ -27,7 +27,8 @@ use crate::limits::Gate;
 /// How long the accept loop pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Binds a TCP listening socket (SO_REUSEADDR, IPv6-only for IPv6 addresses).
+/// Binds a TCP listening socket (SO_REUSEADDR, IPv6-only for IPv6 addresses, TCP_NODELAY —
+/// which accepted connections inherit, saving a system call per connection).
 pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -35,6 +36,7 @@ pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListe
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(socket.into())
@@ -78,12 +80,14 @@ pub async fn accept_loop(
     gate: Arc<Gate>,
     life: Lifecycle,
 ) {
+    // Every connection's local port is the listener's.
+    let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         tokio::select! {
             biased;
             _ = life.stop_accepting.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => spawn_connection(&service, &gate, &life, stream, peer),
+                Ok((stream, peer)) => spawn_connection(&service, &gate, &life, stream, peer, port),
                 Err(err) => on_accept_error(service.name(), err).await,
             },
         }
@@ -92,11 +96,27 @@ pub async fn accept_loop(
     // serve them rather than let close() reset them.
     loop {
         match try_accept(&listener) {
-            Some(Ok((stream, peer))) => spawn_connection(&service, &gate, &life, stream, peer),
+            Some(Ok((stream, peer))) => {
+                spawn_connection(&service, &gate, &life, stream, peer, port)
+            }
             Some(Err(err)) if is_resource_error(&err) => break,
             Some(Err(_)) => continue,
             None => break,
         }
+    }
+}
+
+/// Spawns a connection's task, inside a span when debug logging is on (a span entered on
+/// every poll costs even when nobody looks).
+fn spawn_traced<F>(life: &Lifecycle, service: &Service, peer: SocketAddr, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let span = debug_span!("conn", listener = %service.name(), %peer);
+        life.connections.spawn(task.instrument(span));
+    } else {
+        life.connections.spawn(task);
     }
 }
 
@@ -106,38 +126,31 @@ fn spawn_connection(
     life: &Lifecycle,
     stream: TcpStream,
     peer: SocketAddr,
+    port: u16,
 ) {
-    // At debug level: a span per connection costs nothing unless someone is looking.
-    let span = debug_span!("conn", listener = %service.name(), %peer);
     let admitted = gate.admit_connection(peer.ip());
     match service {
         Service::Tcp(tcp) => {
             let tcp = tcp.clone();
             let force_close = life.force_close.clone();
-            life.connections.spawn(
-                async move {
-                    match admitted {
-                        Ok(_permit) => tcp.serve(stream, peer, force_close).await,
-                        Err(refusal) => tcp.refuse(stream, peer, refusal).await,
-                    }
+            spawn_traced(life, service, peer, async move {
+                match admitted {
+                    Ok(_permit) => tcp.serve(stream, peer, force_close).await,
+                    Err(refusal) => tcp.refuse(stream, peer, refusal).await,
                 }
-                .instrument(span),
-            );
+            });
         }
         Service::Http(http) => {
             let http = http.clone();
             let conn_life = life.clone();
-            life.connections.spawn(
-                async move {
-                    let (permit, refusal) = match admitted {
-                        Ok(permit) => (Some(permit), None),
-                        Err(refusal) => (None, Some(refusal)),
-                    };
-                    http.serve(stream, peer, conn_life, refusal).await;
-                    drop(permit);
-                }
-                .instrument(span),
-            );
+            spawn_traced(life, service, peer, async move {
+                let (permit, refusal) = match admitted {
+                    Ok(permit) => (Some(permit), None),
+                    Err(refusal) => (None, Some(refusal)),
+                };
+                http.serve(stream, peer, port, conn_life, refusal).await;
+                drop(permit);
+            });
         }
     }
 }
