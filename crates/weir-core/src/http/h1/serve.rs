@@ -123,7 +123,8 @@ pub async fn serve<S: ClientStream>(
         }),
         Finish::Close(answer) => {
             drop(rbuf);
-            close_client(client, answer).await;
+            // The close's timers live on the heap, only while it runs.
+            Box::pin(close_client(client, answer)).await;
             None
         }
         Finish::Gone => {
