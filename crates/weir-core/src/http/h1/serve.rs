@@ -254,7 +254,7 @@ enum Action {
         location: Option<String>,
     },
     /// To a server of `group`.
-    Forward(Box<Outbound>),
+    Forward(Outbound),
 }
 
 /// A request on its way to a server.
@@ -289,7 +289,8 @@ struct BodyStart {
 /// The state of one exchange: its record and timings.
 struct Exchange {
     record: Option<HttpRecord>,
-    started: Instant,
+    /// When the exchange started (read only when there is a record).
+    started: Option<Instant>,
     sent_at: Option<Instant>,
     bytes_in: u64,
     bytes_out: u64,
@@ -308,7 +309,9 @@ impl Exchange {
         };
         let now = Instant::now();
         record.end(end);
-        record.request_time = now.duration_since(self.started);
+        record.request_time = self
+            .started
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
         record.upstream_response_time = self.sent_at.map(|t| now.duration_since(t));
         record.bytes_in = self.bytes_in;
         record.bytes_out = self.bytes_out;
@@ -316,9 +319,11 @@ impl Exchange {
     }
 }
 
-/// Outcome of waiting for a request head.
+/// Outcome of waiting for a request head. Short-lived and moved once, so the large variant
+/// stays inline rather than costing an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum HeadWait {
-    Ready(Box<Prepared>),
+    Ready(Prepared),
     /// The client closed or reset between requests, or went quiet for `idle_timeout`.
     Quiet,
     /// Shutdown while idle.
@@ -332,10 +337,11 @@ enum HeadWait {
     H2,
 }
 
-/// Outcome of trying to parse what the buffer holds.
+/// Outcome of trying to parse what the buffer holds (inline, like [`HeadWait`]).
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Partial,
-    Ready(Box<Prepared>),
+    Ready(Prepared),
     /// Refused, with the record when the head could be read.
     Refused(Reject, Option<Box<HttpRecord>>),
 }
@@ -373,7 +379,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             };
             // An exchange's state lives on the heap only while it runs: an idle connection
             // keeps just the loop's.
-            match Box::pin(self.exchange(*prepared)).await {
+            match Box::pin(self.exchange(prepared)).await {
                 Next::KeepAlive => idle_since = Instant::now(),
                 Next::Close => return Finish::Close(None),
                 Next::Gone => return Finish::Gone,
@@ -641,15 +647,17 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             upgrade,
             group,
         };
-        ready(head_len, Action::Forward(Box::new(outbound)), record)
+        ready(head_len, Action::Forward(outbound), record)
     }
 
     /// Runs one exchange: weir's own answer, or a round trip to a server.
     async fn exchange(&mut self, prepared: Prepared) -> Next {
         self.rbuf.consume(prepared.head_len);
+        // The clock is read for the record's timings only when there is a record.
+        let timed = prepared.record.is_some();
         let mut exchange = Exchange {
             record: prepared.record,
-            started: Instant::now(),
+            started: timed.then(Instant::now),
             sent_at: None,
             bytes_in: 0,
             bytes_out: 0,
@@ -674,7 +682,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             Action::Forward(outbound) => outbound,
         };
-        self.forward(exchange, *outbound).await
+        self.forward(exchange, outbound).await
     }
 
     /// Whether this connection ends after the current exchange regardless of the request.
@@ -800,7 +808,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 r.server = Some(state.name.to_string());
                 r.server_addr = Some(state.address);
             });
-            let connect_started = Instant::now();
+            let connect_started = exchange.record.is_some().then(Instant::now);
             let pooled = if std::mem::replace(&mut force_fresh, upgrade) {
                 None
             } else {
@@ -836,10 +844,9 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     }
                 }
             };
-            let connect_time = if reused {
-                Duration::ZERO
-            } else {
-                connect_started.elapsed()
+            let connect_time = match connect_started {
+                Some(started) if !reused => started.elapsed(),
+                _ => Duration::ZERO,
             };
             exchange.note(|r| r.upstream_connect_time = Some(connect_time));
             let guard = state.open_connection();
@@ -1199,8 +1206,10 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                         return Relayed::Switched;
                     }
                     RespParse::Final(fin) => {
-                        let header_time = exchange.sent_at.map(|t| t.elapsed());
-                        exchange.note(|r| r.upstream_header_time = header_time);
+                        if exchange.record.is_some() {
+                            let header_time = exchange.sent_at.map(|t| t.elapsed());
+                            exchange.note(|r| r.upstream_header_time = header_time);
+                        }
                         return self.relay_body(exchange, server, sbuf, out, fin).await;
                     }
                 }
@@ -1621,11 +1630,11 @@ fn poke_server(server: &TcpStream, sbuf: &mut Buf) -> Result<bool, SendFail> {
 }
 
 fn ready(head_len: usize, action: Action, record: Option<HttpRecord>) -> Parsed {
-    Parsed::Ready(Box::new(Prepared {
+    Parsed::Ready(Prepared {
         head_len,
         action,
         record,
-    }))
+    })
 }
 
 /// The refusal for a head that outgrew `max_header_size`: 414 when the request line alone is
