@@ -80,7 +80,7 @@ impl HttpEntry {
         life: Lifecycle,
         refusal: Option<Refusal>,
     ) {
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listening socket (see `bind_tcp`).
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         let Some(acceptor) = self.tls.clone() else {
             let io = ClientIo::new(stream, Some(self.guard()));
