@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -70,6 +71,14 @@ impl TcpService {
         let forwarded = forward(client, conn.stream, &self.forward, &shutdown).await;
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
+        if forwarded.spliced_in | forwarded.spliced_out != 0 {
+            server
+                .spliced_in
+                .fetch_add(forwarded.spliced_in, Ordering::Relaxed);
+            server
+                .spliced_out
+                .fetch_add(forwarded.spliced_out, Ordering::Relaxed);
+        }
         self.finish(record, started, forwarded.ended_at, forwarded.end);
         forwarded.closing.run().await;
         drop(conn.guard);
