@@ -99,7 +99,8 @@ pub(super) struct Half {
     pos: usize,
     /// `src` sent its FIN.
     pub(super) eof: bool,
-    /// The FIN was passed on: the destination's write side is shut.
+    /// The FIN was passed on: the destination's write side is shut, or its close (which
+    /// follows at once, both directions being done) sends the FIN.
     pub(super) shut: bool,
     /// Bytes read from `src`.
     pub(super) bytes: u64,
@@ -134,17 +135,24 @@ impl Half {
     }
 
     /// Moves bytes until `src` is at EOF and the FIN is passed on (Ready(Ok)), or a fault.
+    /// `other_done`: the opposite direction has finished, so the destination is closed as
+    /// soon as this one is, and when it is a plain TCP socket its close carries the FIN — no
+    /// `shutdown(2)` needed (its receive queue is empty: the opposite direction read it to
+    /// EOF, so the close sends FIN, not RST).
     pub(super) fn poll_copy<R: Endpoint, W: Endpoint>(
         &mut self,
         cx: &mut Context<'_>,
         src: &mut R,
         dst: &mut W,
+        other_done: bool,
     ) -> Poll<Result<(), Fault>> {
         loop {
             ready!(self.poll_flush(cx, dst))?;
             if self.eof {
                 if !self.shut {
-                    if let Err(err) = ready!(Pin::new(&mut *dst).poll_shutdown(cx)) {
+                    if !(other_done && dst.as_tcp().is_some())
+                        && let Err(err) = ready!(Pin::new(&mut *dst).poll_shutdown(cx))
+                    {
                         return Poll::Ready(Err(Fault::io(self.dst(), &err)));
                     }
                     self.shut = true;
