@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::debug;
 
 use super::forward::is_reset;
 use crate::end::{EndBy, EndHow};
@@ -228,7 +229,13 @@ impl Half {
             self.moved = true;
             if n == buf.len() && matches!(self.path, Path::Copy) {
                 // Bulk. The bytes just read (and any left pending) go out before the pipe's.
-                self.path = Pipe::new().map_or(Path::CopyOnly, Path::Splice);
+                self.path = match Pipe::new() {
+                    Ok(pipe) => Path::Splice(pipe),
+                    Err(err) => {
+                        debug!(%err, "no pipe for splicing: this direction keeps copying");
+                        Path::CopyOnly
+                    }
+                };
             }
             let mut written = 0;
             while written < n {
