@@ -227,10 +227,10 @@ SCENARIOS = {
 }
 SCENARIO_ORDER = list(SCENARIOS)
 
-TARGET_ORDER = ["direct", "weir", "weir+log", "haproxy", "nginx"]
+TARGET_ORDER = ["direct", "weir", "weir+log", "haproxy", "haproxy+splice", "nginx"]
 TARGET_NAMES = {"direct": "direct", "weir": "weir", "weir+log": "weir (access log on)",
-                "haproxy": "HAProxy", "nginx": "NGINX"}
-PEERS = [("haproxy", "HAProxy"), ("nginx", "NGINX")]
+                "haproxy": "HAProxy", "haproxy+splice": "HAProxy (splice)", "nginx": "NGINX"}
+PEERS = [("haproxy", "HAProxy"), ("haproxy+splice", "HAProxy (splice)"), ("nginx", "NGINX")]
 
 PHASE_TITLES = {
     "1": "Phase one: 1 worker; backend + proxy on core 0, load generator on core 1",

@@ -245,7 +245,7 @@ MAXCONN=$(((FD_LIMIT - 200) / 2)) # HAProxy maxconn: two fds per proxied connect
 WORKER_CONN=$((FD_LIMIT - 200))  # NGINX worker_connections (counts both sides)
 
 read -r B1 B2 BTLS IPERF W_TCP W_BULK W_HTTP W_HTTPS WL_TCP H_TCP H_BULK H_HTTP H_HTTPS \
-    N_TCP N_BULK N_HTTP N_HTTPS <<<"$("${REPORT[@]}" freeports 17)"
+    N_TCP N_BULK N_HTTP N_HTTPS H_BULK_SPLICE <<<"$("${REPORT[@]}" freeports 18)"
 log "ports: backend $B1,$B2 (tls $BTLS), iperf3 $IPERF, weir $W_TCP.., haproxy $H_TCP.., nginx $N_TCP.."
 
 # weir: build in release mode (reusing target/), and run a copy so that a concurrent rebuild
@@ -335,6 +335,8 @@ write_haproxy_conf() {
 global
     nbthread $threads
     maxconn $MAXCONN
+    # Pipes for the splice backend (2 fds each): few, so maxconn still fits the fd limit.
+    maxpipes 32
     pidfile $OUT/run/haproxy.pid
 
 defaults
@@ -363,6 +365,18 @@ frontend bulk_fe
 
 backend bulk_be
     mode tcp
+    server iperf 127.0.0.1:$IPERF
+
+# The same with splice forced both ways (weir splices bulk transfers by itself).
+frontend bulk_splice_fe
+    mode tcp
+    bind 127.0.0.1:$H_BULK_SPLICE
+    default_backend bulk_splice_be
+
+backend bulk_splice_be
+    mode tcp
+    option splice-request
+    option splice-response
     server iperf 127.0.0.1:$IPERF
 
 frontend http_fe
@@ -546,7 +560,7 @@ start_proxies() { # PHASE
     nginx -t -q -e "$OUT/logs/nginx-error.log" -c "$OUT/conf/nginx.conf" || die "NGINX config rejected"
     start haproxy "$cores" haproxy -db -f "$OUT/conf/haproxy.cfg"
     start nginx "$cores" nginx -e "$OUT/logs/nginx-error.log" -c "$OUT/conf/nginx.conf"
-    wait_listen haproxy "$H_TCP" "$H_BULK" "$H_HTTP" "$H_HTTPS" || die "HAProxy did not start"
+    wait_listen haproxy "$H_TCP" "$H_BULK" "$H_HTTP" "$H_HTTPS" "$H_BULK_SPLICE" || die "HAProxy did not start"
     wait_listen nginx "$N_TCP" "$N_BULK" "$N_HTTP" "$N_HTTPS" || die "NGINX did not start"
     WORKERS_OF[haproxy]=${PID_OF[haproxy]}
     sleep 0.2
@@ -602,7 +616,8 @@ skip() { # SCENARIO TARGET WHY
 # Proxy name for a target, and the PIDs whose CPU is counted for it.
 proxy_of() {
     case $1 in
-        weir) echo weir ;; weir+log) echo weir-log ;; haproxy) echo haproxy ;; nginx) echo nginx ;;
+        weir) echo weir ;; weir+log) echo weir-log ;; haproxy | haproxy+splice) echo haproxy ;;
+        nginx) echo nginx ;;
         *) echo "" ;;
     esac
 }
@@ -648,7 +663,8 @@ targets_for() { # SCENARIO
         tcp_rr) t=("direct:$B1" "weir:$W_TCP" "haproxy:$H_TCP" "nginx:$N_TCP") ;;
         # weir writes one access-log record per connection: its cost shows per connection.
         tcp_conn) t=("direct:$B1" "weir:$W_TCP" "weir+log:$WL_TCP" "haproxy:$H_TCP" "nginx:$N_TCP") ;;
-        tcp_bulk) t=("direct:$IPERF" "weir:$W_BULK" "haproxy:$H_BULK" "nginx:$N_BULK") ;;
+        tcp_bulk) t=("direct:$IPERF" "weir:$W_BULK" "haproxy:$H_BULK" "haproxy+splice:$H_BULK_SPLICE"
+            "nginx:$N_BULK") ;;
         idle_http) t=("weir:$W_HTTP" "haproxy:$H_HTTP" "nginx:$N_HTTP") ;;
         http_ka | http_conn) t=("direct:$B1" "weir:$W_HTTP" "haproxy:$H_HTTP" "nginx:$N_HTTP") ;;
         https_ka | h2) t=("direct:$BTLS" "weir:$W_HTTPS" "haproxy:$H_HTTPS" "nginx:$N_HTTPS") ;;

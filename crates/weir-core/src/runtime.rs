@@ -125,7 +125,6 @@ impl Proxy {
                         idle_close: listener.idle_close,
                         propagate_reset: listener.propagate_reset,
                     },
-                    keepalive: listener.tcp_keepalive,
                     sink: sink.clone(),
                 })),
                 (Protocol::Http | Protocol::Https, Some(settings)) => {
@@ -161,7 +160,12 @@ impl Proxy {
                 }
             };
             for &addr in &listener.bind {
-                let socket = bind_tcp(addr, listener.backlog)
+                // Keep-alive on client sockets is a `tcp` listener setting.
+                let keepalive = match listener.protocol {
+                    Protocol::Tcp => listener.tcp_keepalive.as_ref(),
+                    _ => None,
+                };
+                let socket = bind_tcp(addr, listener.backlog, keepalive)
                     .and_then(TcpListener::from_std)
                     .map_err(|source| StartError::Bind {
                         listener: listener.name.clone(),

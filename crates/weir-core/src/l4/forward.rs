@@ -1,12 +1,15 @@
 //! Forwarding bytes both ways between a client and a server, and telling how it ended.
 //!
-//! One task drives both directions. A FIN from one side becomes `shutdown(Write)` toward the
-//! other while the opposite direction keeps flowing (half-close mirrored). A reset from one
-//! side is passed on as a reset to the other when `propagate_reset` is set. No byte in either
-//! direction for `idle_timeout` — or the shutdown grace running out — makes weir close both
-//! sides itself, with FIN unless configured otherwise. The first abnormal event (reset, error,
-//! timeout, shutdown) is what the end record names; when there is none, the side that sent
-//! the first FIN ended the connection.
+//! One task drives both directions. Each moves its bytes by copy through user space, or, once
+//! it proves to be bulk TCP, through a kernel pipe with splice(2) (see `direction.rs`). A FIN
+//! from one side becomes `shutdown(Write)` toward the other while the opposite direction keeps
+//! flowing (half-close mirrored); when the opposite direction is already done, the close that
+//! follows at once carries the FIN instead, one syscall fewer. A reset from one side is passed
+//! on as a reset to the other when `propagate_reset` is set. No byte in either direction for
+//! `idle_timeout` — or the shutdown grace running out — makes weir close both sides itself,
+//! with FIN unless configured otherwise. The first abnormal event (reset, error, timeout,
+//! shutdown) is what the end record names; when there is none, the side that sent the first
+//! FIN ended the connection.
 
 use std::future::poll_fn;
 use std::io;
@@ -14,20 +17,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use weir_config::CloseMode;
 
-use crate::end::{End, EndBy, EndHow, EndPhase};
+use super::direction::{Fault, Half, Side};
+use crate::end::{End, EndHow, EndPhase};
 use crate::net::close::Endpoint;
-use crate::net::with_scratch;
-
-/// What a write sends: the connection's pending bytes, or fresh bytes in the scratch buffer.
-enum PendingOrScratch<'a> {
-    Pending,
-    Scratch(&'a [u8]),
-}
 
 /// How long weir waits for a peer's FIN after sending its own when it closes a connection.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -49,6 +45,11 @@ pub struct Forwarded<C, S> {
     pub bytes_in: u64,
     /// Bytes read from the server.
     pub bytes_out: u64,
+    /// Of `bytes_in`, those moved through a kernel pipe with splice(2) rather than copied
+    /// through user space.
+    pub spliced_in: u64,
+    /// Of `bytes_out`, those moved through a kernel pipe.
+    pub spliced_out: u64,
     /// How the connection ended.
     pub end: End,
     /// When it ended (before any closing work).
@@ -92,172 +93,6 @@ async fn close_as<E: Endpoint>((stream, style): (E, CloseStyle)) {
     }
 }
 
-/// Which side a socket is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Client,
-    Server,
-}
-
-impl Side {
-    fn end_by(self) -> EndBy {
-        match self {
-            Side::Client => EndBy::Client,
-            Side::Server => EndBy::Upstream,
-        }
-    }
-}
-
-/// A failure in one direction, blamed on the side it came from.
-struct Fault {
-    side: Side,
-    how: EndHow,
-}
-
-/// One direction: read from `src`, write to `dst`.
-///
-/// Bytes are read into the thread's scratch buffer and written straight on. Only when the
-/// destination cannot take them all does the rest go into a buffer of the connection's own,
-/// freed once it has drained — so an idle connection holds no buffer at all, and a new one
-/// allocates nothing to start.
-struct Half {
-    src: Side,
-    pending: Vec<u8>,
-    pos: usize,
-    eof: bool,
-    shut: bool,
-    bytes: u64,
-    moved: bool,
-}
-
-impl Half {
-    fn new(src: Side) -> Self {
-        Half {
-            src,
-            pending: Vec::new(),
-            pos: 0,
-            eof: false,
-            shut: false,
-            bytes: 0,
-            moved: false,
-        }
-    }
-
-    fn dst(&self) -> Side {
-        match self.src {
-            Side::Client => Side::Server,
-            Side::Server => Side::Client,
-        }
-    }
-
-    /// Copies until `src` is at EOF and `dst`'s write side is shut (Ready(Ok)), or a fault.
-    fn poll_copy<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        src: &mut R,
-        dst: &mut W,
-    ) -> Poll<Result<(), Fault>>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        loop {
-            while self.pos < self.pending.len() {
-                let n = ready!(self.poll_write(cx, dst, PendingOrScratch::Pending))?;
-                self.pos += n;
-            }
-            if !self.pending.is_empty() {
-                self.pending = Vec::new();
-                self.pos = 0;
-            }
-            if self.eof {
-                if !self.shut {
-                    if let Err(err) = ready!(Pin::new(&mut *dst).poll_shutdown(cx)) {
-                        return Poll::Ready(Err(self.fault(self.dst(), &err)));
-                    }
-                    self.shut = true;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            ready!(self.poll_read_through(cx, src, dst))?;
-        }
-    }
-
-    /// Reads once into the scratch buffer and writes what it can; keeps the rest pending.
-    fn poll_read_through<R, W>(
-        &mut self,
-        cx: &mut Context<'_>,
-        src: &mut R,
-        dst: &mut W,
-    ) -> Poll<Result<(), Fault>>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        with_scratch(|buf| {
-            let mut read = ReadBuf::new(buf);
-            match ready!(Pin::new(&mut *src).poll_read(cx, &mut read)) {
-                Ok(()) => {}
-                Err(err) => return Poll::Ready(Err(self.fault(self.src, &err))),
-            }
-            let n = read.filled().len();
-            if n == 0 {
-                self.eof = true;
-                return Poll::Ready(Ok(()));
-            }
-            self.bytes += n as u64;
-            self.moved = true;
-            let mut written = 0;
-            while written < n {
-                match self.poll_write(cx, dst, PendingOrScratch::Scratch(&buf[written..n])) {
-                    Poll::Ready(Ok(k)) => written += k,
-                    Poll::Ready(Err(fault)) => return Poll::Ready(Err(fault)),
-                    Poll::Pending => {
-                        self.pending = buf[written..n].to_vec();
-                        self.pos = 0;
-                        return Poll::Pending;
-                    }
-                }
-            }
-            Poll::Ready(Ok(()))
-        })
-    }
-
-    fn poll_write<W: AsyncWrite + Unpin>(
-        &mut self,
-        cx: &mut Context<'_>,
-        dst: &mut W,
-        data: PendingOrScratch<'_>,
-    ) -> Poll<Result<usize, Fault>> {
-        let bytes = match data {
-            PendingOrScratch::Pending => &self.pending[self.pos..],
-            PendingOrScratch::Scratch(bytes) => bytes,
-        };
-        match ready!(Pin::new(&mut *dst).poll_write(cx, bytes)) {
-            Ok(0) => {
-                let err = io::Error::from(io::ErrorKind::WriteZero);
-                Poll::Ready(Err(self.fault(self.dst(), &err)))
-            }
-            Ok(n) => {
-                self.moved = true;
-                Poll::Ready(Ok(n))
-            }
-            Err(err) => Poll::Ready(Err(self.fault(self.dst(), &err))),
-        }
-    }
-
-    fn fault(&self, side: Side, err: &io::Error) -> Fault {
-        Fault {
-            side,
-            how: if is_reset(err) {
-                EndHow::Rst
-            } else {
-                EndHow::Error
-            },
-        }
-    }
-}
-
 /// Whether an I/O error means the peer reset the connection.
 pub fn is_reset(err: &io::Error) -> bool {
     matches!(
@@ -284,8 +119,9 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
     config: &ForwardConfig,
     shutdown: &CancellationToken,
 ) -> Forwarded<C, S> {
-    let mut up = Half::new(Side::Client);
-    let mut down = Half::new(Side::Server);
+    let may_splice = client.as_tcp().is_some() && server.as_tcp().is_some();
+    let mut up = Half::new(Side::Client, may_splice);
+    let mut down = Half::new(Side::Server, may_splice);
     let mut first_fin: Option<Side> = None;
     let mut idle = std::pin::pin!(tokio::time::sleep(config.idle_timeout));
     let mut last_activity = Instant::now();
@@ -298,7 +134,7 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
         let up_state = if up.shut {
             Poll::Ready(Ok(()))
         } else {
-            up.poll_copy(cx, &mut client, &mut server)
+            up.poll_copy(cx, &mut client, &mut server, down.shut)
         };
         if let Poll::Ready(Err(fault)) = up_state {
             return Poll::Ready(Stop::Fault(fault));
@@ -306,7 +142,7 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
         let down_state = if down.shut {
             Poll::Ready(Ok(()))
         } else {
-            down.poll_copy(cx, &mut server, &mut client)
+            down.poll_copy(cx, &mut server, &mut client, up.shut)
         };
         if let Poll::Ready(Err(fault)) = down_state {
             return Poll::Ready(Stop::Fault(fault));
@@ -361,6 +197,8 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
     Forwarded {
         bytes_in: up.bytes,
         bytes_out: down.bytes,
+        spliced_in: up.spliced,
+        spliced_out: down.spliced,
         end,
         ended_at,
         closing: Closing {
@@ -395,3 +233,7 @@ fn poll_idle(
         idle.as_mut().reset(deadline);
     }
 }
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

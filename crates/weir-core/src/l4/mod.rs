@@ -1,4 +1,5 @@
 //! Layer-4 listeners: TCP forwarding (UDP lands here too).
 
+mod direction;
 pub mod forward;
 pub mod tcp;

@@ -3,19 +3,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
-use weir_config::TcpKeepalive;
 
 use super::forward::{CLOSE_LINGER, ForwardConfig, forward};
 use crate::access_log::RecordSink;
 use crate::end::{ConnRecord, End, EndHow, EndPhase, Record};
 use crate::limits::Refusal;
 use crate::net::close::close_gracefully;
-use crate::net::sockopt;
 use crate::upstream::Upstream;
 use crate::upstream::connect::connect;
 
@@ -27,8 +25,6 @@ pub struct TcpService {
     pub upstream: Arc<Upstream>,
     /// Forwarding settings.
     pub forward: ForwardConfig,
-    /// Keep-alive on client sockets.
-    pub keepalive: Option<TcpKeepalive>,
     /// Where end records go.
     pub sink: Arc<dyn RecordSink>,
 }
@@ -37,13 +33,8 @@ impl TcpService {
     /// Serves one accepted connection to its end, then writes its record.
     pub async fn serve(&self, client: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
         let started = Instant::now();
+        // TCP_NODELAY and keep-alive come from the listening socket (see `bind_tcp`).
         let mut record = self.new_record(peer);
-        let _ = client.set_nodelay(true);
-        if let Some(keepalive) = &self.keepalive
-            && let Err(err) = sockopt::set_keepalive(&client, keepalive)
-        {
-            debug!(%peer, %err, "cannot set keep-alive on client socket");
-        }
 
         let connected = tokio::select! {
             biased;
@@ -80,6 +71,14 @@ impl TcpService {
         let forwarded = forward(client, conn.stream, &self.forward, &shutdown).await;
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
+        if forwarded.spliced_in | forwarded.spliced_out != 0 {
+            server
+                .spliced_in
+                .fetch_add(forwarded.spliced_in, Ordering::Relaxed);
+            server
+                .spliced_out
+                .fetch_add(forwarded.spliced_out, Ordering::Relaxed);
+        }
         self.finish(record, started, forwarded.ended_at, forwarded.end);
         forwarded.closing.run().await;
         drop(conn.guard);
@@ -133,7 +132,6 @@ mod tests {
                 idle_close: weir_config::CloseMode::Fin,
                 propagate_reset: true,
             },
-            keepalive: None,
             sink: Arc::new(ChannelSink(tx)),
         };
         let client = TcpStream::connect(addr).await.unwrap();

@@ -19,24 +19,35 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, warn};
+use weir_config::TcpKeepalive;
 
 use crate::http::conn::HttpEntry;
 use crate::l4::tcp::TcpService;
 use crate::limits::Gate;
+use crate::net::sockopt;
 
 /// How long the accept loop pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Binds a TCP listening socket (SO_REUSEADDR, IPv6-only for IPv6 addresses, TCP_NODELAY —
-/// which accepted connections inherit, saving a system call per connection).
-pub fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+/// Binds a TCP listening socket (SO_REUSEADDR, IPv6-only for IPv6 addresses), with the
+/// options every accepted socket should have: TCP_NODELAY, and keep-alive when given. Linux
+/// copies them to each accepted socket, so they cost one setsockopt(2) per listener instead
+/// of one per connection.
+pub fn bind_tcp(
+    addr: SocketAddr,
+    backlog: u32,
+    keepalive: Option<&TcpKeepalive>,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    if let Some(keepalive) = keepalive {
+        sockopt::set_keepalive(&socket, keepalive)?;
+    }
+    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(socket.into())
@@ -178,5 +189,37 @@ fn try_accept(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAdd
     match listener.poll_accept(&mut cx) {
         std::task::Poll::Ready(accepted) => Some(accepted),
         std::task::Poll::Pending => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use socket2::SockRef;
+
+    /// weir sets TCP_NODELAY and keep-alive on listening sockets only: this holds only while
+    /// the kernel copies them to accepted sockets.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_the_listeners_options() {
+        let keepalive = TcpKeepalive {
+            idle: Duration::from_secs(42),
+            interval: Duration::from_secs(7),
+            count: 5,
+        };
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listener =
+            TcpListener::from_std(bind_tcp(addr, 16, Some(&keepalive)).unwrap()).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let socket = SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), keepalive.idle);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), keepalive.interval);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), keepalive.count);
     }
 }

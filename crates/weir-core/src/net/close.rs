@@ -78,6 +78,12 @@ pub trait Endpoint: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send 
     fn close_gracefully(self, linger: Duration) -> impl Future<Output = CloseOutcome> + Send;
     /// Abortive close where the stream can do it; an orderly-as-possible drop otherwise.
     fn close_with_reset(self);
+    /// The plain TCP socket under this stream, when bytes written to the socket are the
+    /// stream's bytes (no TLS, no framing): forwarding may then move them with splice(2)
+    /// and let a close send the FIN. `None` (the default) keeps the generic copy path.
+    fn as_tcp(&self) -> Option<&TcpStream> {
+        None
+    }
 }
 
 impl Endpoint for TcpStream {
@@ -87,6 +93,10 @@ impl Endpoint for TcpStream {
 
     fn close_with_reset(self) {
         close_with_reset(self);
+    }
+
+    fn as_tcp(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod close;
 pub mod sockopt;
+pub mod splice;
 
 use std::cell::RefCell;
 

@@ -5,7 +5,9 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpSocket, TcpStream};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::{ActiveGuard, Upstream};
@@ -89,24 +91,14 @@ pub async fn connect(upstream: &Upstream, client: IpAddr) -> Result<Connected, C
     })
 }
 
+/// Connects to one server under `timeout`: a socket with TCP_NODELAY (and keep-alive as
+/// configured), connected, as an end record when it fails.
 pub(crate) async fn connect_one(
     addr: SocketAddr,
     timeout: Duration,
     keepalive: Option<&weir_config::TcpKeepalive>,
 ) -> Result<TcpStream, End> {
-    let attempt = async {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_nodelay(true)?;
-        if let Some(keepalive) = keepalive {
-            sockopt::set_keepalive(&socket, keepalive)?;
-        }
-        socket.connect(addr).await
-    };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout(timeout, connect_socket(addr, keepalive)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(connect_error_end(&err)),
         Err(_) => Err(End::weir(
@@ -115,6 +107,39 @@ pub(crate) async fn connect_one(
             "connect_timeout",
         )),
     }
+}
+
+/// A non-blocking connect, then a wait for the handshake to finish. The outcome is read from
+/// SO_ERROR only when the socket's readiness says it failed: a failed connect leaves the
+/// socket closed, which epoll reports as a hang-up (with the error), while a completed
+/// handshake is plain writability. So the common case costs no getsockopt(2), which tokio's
+/// `TcpSocket::connect` always makes.
+async fn connect_socket(
+    addr: SocketAddr,
+    keepalive: Option<&weir_config::TcpKeepalive>,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(keepalive) = keepalive {
+        sockopt::set_keepalive(&socket, keepalive)?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(err) => return Err(err),
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    let ready = stream.ready(Interest::WRITABLE).await?;
+    if ready.is_write_closed()
+        && let Some(err) = stream.take_error()?
+    {
+        return Err(err);
+    }
+    Ok(stream)
 }
 
 /// Maps a connect error to an end: a refusal is the server's answer; anything else is an error

@@ -37,6 +37,11 @@ pub struct ServerState {
     pub connections: AtomicU64,
     /// Connect attempts that failed (refused, timed out, other errors).
     pub connect_failures: AtomicU64,
+    /// Bytes from clients to this server that went through a kernel pipe (splice) rather
+    /// than through weir's memory.
+    pub spliced_in: AtomicU64,
+    /// Bytes from this server to clients that went through a kernel pipe.
+    pub spliced_out: AtomicU64,
 }
 
 impl ServerState {
@@ -51,6 +56,8 @@ impl ServerState {
             active: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            spliced_in: AtomicU64::new(0),
+            spliced_out: AtomicU64::new(0),
         }
     }
 

@@ -1,0 +1,275 @@
+//! One direction of a forwarded connection: read from one side, write to the other, pass the
+//! FIN on, and blame a failure on the side it came from.
+//!
+//! Bytes take one of two paths. Every direction starts on the copy path: a read into the
+//! thread's scratch buffer, written straight on; only when the destination cannot take them
+//! all does the rest go into a buffer of the connection's own, freed once it has drained — so
+//! an idle connection holds no buffer, and a new one allocates nothing to start. When both ends
+//! are plain TCP sockets and a read fills the whole scratch buffer (at least 64 KiB were
+//! waiting: the sender outruns us, which request/response traffic does not do), the direction
+//! moves to the splice path for good: socket → kernel pipe → socket, no copy through user space
+//! (see [`crate::net::splice`]). Pipe setup costs a few syscalls, paid back within the first
+//! few bulk reads; small messages never pay it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::debug;
+
+use super::forward::is_reset;
+use crate::end::{EndBy, EndHow};
+use crate::net::close::Endpoint;
+use crate::net::splice::Pipe;
+use crate::net::with_scratch;
+
+/// Which side a socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub(super) fn end_by(self) -> EndBy {
+        match self {
+            Side::Client => EndBy::Client,
+            Side::Server => EndBy::Upstream,
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+}
+
+/// A failure in one direction, blamed on the side it came from.
+pub(super) struct Fault {
+    pub(super) side: Side,
+    pub(super) how: EndHow,
+}
+
+impl Fault {
+    fn io(side: Side, err: &io::Error) -> Fault {
+        Fault {
+            side,
+            how: if is_reset(err) {
+                EndHow::Rst
+            } else {
+                EndHow::Error
+            },
+        }
+    }
+
+    /// A write that took nothing: the destination is unusable.
+    fn write_zero(side: Side) -> Fault {
+        Fault {
+            side,
+            how: EndHow::Error,
+        }
+    }
+}
+
+/// How a direction moves its bytes.
+enum Path {
+    /// read(2) into the scratch buffer, write(2) on; may still become [`Path::Splice`].
+    Copy,
+    /// Copy for good: an end is not a plain TCP socket, or no pipe could be made.
+    CopyOnly,
+    /// Through a kernel pipe with splice(2).
+    Splice(Pipe),
+}
+
+/// What a write sends: the connection's pending bytes, or fresh bytes in the scratch buffer.
+enum PendingOrScratch<'a> {
+    Pending,
+    Scratch(&'a [u8]),
+}
+
+/// One direction: from `src` to the other side.
+pub(super) struct Half {
+    /// The side bytes are read from.
+    pub(super) src: Side,
+    path: Path,
+    /// Bytes read but not yet written (copy path, only while a write is stalled).
+    pending: Vec<u8>,
+    pos: usize,
+    /// `src` sent its FIN.
+    pub(super) eof: bool,
+    /// The FIN was passed on: the destination's write side is shut, or its close (which
+    /// follows at once, both directions being done) sends the FIN.
+    pub(super) shut: bool,
+    /// Bytes read from `src`.
+    pub(super) bytes: u64,
+    /// Of those, bytes that went through the pipe.
+    pub(super) spliced: u64,
+    /// Some byte moved since the flag was last taken (for the idle timer).
+    pub(super) moved: bool,
+}
+
+impl Half {
+    /// A direction reading from `src`; `may_splice` when both ends are plain TCP sockets.
+    pub(super) fn new(src: Side, may_splice: bool) -> Self {
+        Half {
+            src,
+            path: if may_splice {
+                Path::Copy
+            } else {
+                Path::CopyOnly
+            },
+            pending: Vec::new(),
+            pos: 0,
+            eof: false,
+            shut: false,
+            bytes: 0,
+            spliced: 0,
+            moved: false,
+        }
+    }
+
+    fn dst(&self) -> Side {
+        self.src.other()
+    }
+
+    /// Moves bytes until `src` is at EOF and the FIN is passed on (Ready(Ok)), or a fault.
+    /// `other_done`: the opposite direction has finished, so the destination is closed as
+    /// soon as this one is, and when it is a plain TCP socket its close carries the FIN — no
+    /// `shutdown(2)` needed (its receive queue is empty: the opposite direction read it to
+    /// EOF, so the close sends FIN, not RST).
+    pub(super) fn poll_copy<R: Endpoint, W: Endpoint>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+        dst: &mut W,
+        other_done: bool,
+    ) -> Poll<Result<(), Fault>> {
+        loop {
+            ready!(self.poll_flush(cx, dst))?;
+            if self.eof {
+                if !self.shut {
+                    if !(other_done && dst.as_tcp().is_some())
+                        && let Err(err) = ready!(Pin::new(&mut *dst).poll_shutdown(cx))
+                    {
+                        return Poll::Ready(Err(Fault::io(self.dst(), &err)));
+                    }
+                    self.shut = true;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            match (&mut self.path, src.as_tcp()) {
+                (Path::Splice(pipe), Some(src)) => match ready!(pipe.poll_fill(cx, src)) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => {
+                        self.bytes += n as u64;
+                        self.spliced += n as u64;
+                        self.moved = true;
+                    }
+                    Err(err) => return Poll::Ready(Err(Fault::io(self.src, &err))),
+                },
+                _ => ready!(self.poll_read_through(cx, src, dst))?,
+            }
+        }
+    }
+
+    /// Writes what this direction holds — stalled copy bytes first, then the pipe — until
+    /// nothing is left.
+    fn poll_flush<W: Endpoint>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut W,
+    ) -> Poll<Result<(), Fault>> {
+        while self.pos < self.pending.len() {
+            let n = ready!(self.poll_write(cx, dst, PendingOrScratch::Pending))?;
+            self.pos += n;
+        }
+        if !self.pending.is_empty() {
+            self.pending = Vec::new();
+            self.pos = 0;
+        }
+        let dst_side = self.dst();
+        if let (Path::Splice(pipe), Some(dst)) = (&mut self.path, dst.as_tcp()) {
+            while !pipe.is_empty() {
+                match ready!(pipe.poll_drain(cx, dst)) {
+                    Ok(0) => return Poll::Ready(Err(Fault::write_zero(dst_side))),
+                    Ok(_) => self.moved = true,
+                    Err(err) => return Poll::Ready(Err(Fault::io(dst_side, &err))),
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads once into the scratch buffer and writes what it can; keeps the rest pending.
+    fn poll_read_through<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+        dst: &mut W,
+    ) -> Poll<Result<(), Fault>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        with_scratch(|buf| {
+            let mut read = ReadBuf::new(buf);
+            match ready!(Pin::new(&mut *src).poll_read(cx, &mut read)) {
+                Ok(()) => {}
+                Err(err) => return Poll::Ready(Err(Fault::io(self.src, &err))),
+            }
+            let n = read.filled().len();
+            if n == 0 {
+                self.eof = true;
+                return Poll::Ready(Ok(()));
+            }
+            self.bytes += n as u64;
+            self.moved = true;
+            if n == buf.len() && matches!(self.path, Path::Copy) {
+                // Bulk. The bytes just read (and any left pending) go out before the pipe's.
+                self.path = match Pipe::new() {
+                    Ok(pipe) => Path::Splice(pipe),
+                    Err(err) => {
+                        debug!(%err, "no pipe for splicing: this direction keeps copying");
+                        Path::CopyOnly
+                    }
+                };
+            }
+            let mut written = 0;
+            while written < n {
+                match self.poll_write(cx, dst, PendingOrScratch::Scratch(&buf[written..n])) {
+                    Poll::Ready(Ok(k)) => written += k,
+                    Poll::Ready(Err(fault)) => return Poll::Ready(Err(fault)),
+                    Poll::Pending => {
+                        self.pending = buf[written..n].to_vec();
+                        self.pos = 0;
+                        return Poll::Pending;
+                    }
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    fn poll_write<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut W,
+        data: PendingOrScratch<'_>,
+    ) -> Poll<Result<usize, Fault>> {
+        let bytes = match data {
+            PendingOrScratch::Pending => &self.pending[self.pos..],
+            PendingOrScratch::Scratch(bytes) => bytes,
+        };
+        match ready!(Pin::new(&mut *dst).poll_write(cx, bytes)) {
+            Ok(0) => Poll::Ready(Err(Fault::write_zero(self.dst()))),
+            Ok(n) => {
+                self.moved = true;
+                Poll::Ready(Ok(n))
+            }
+            Err(err) => Poll::Ready(Err(Fault::io(self.dst(), &err))),
+        }
+    }
+}
