@@ -11,7 +11,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::StatusCode;
 use hyper::service::service_fn;
@@ -21,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::client_io::{ClientIo, ClientStream};
 use super::exchange::{Activity, new_record};
@@ -34,9 +33,6 @@ use crate::limits::Refusal;
 use crate::listener::Lifecycle;
 use crate::net::close::{close_gracefully, drain_and_close};
 use crate::tls::detect::{FirstBytes, peek_first_bytes, reject_plain_http};
-
-/// Reason the guard gives for TLS bytes on a plain HTTP port.
-const TLS_ON_PLAIN_PORT: &str = "tls_on_plain_port";
 
 /// An `http`/`https` listener's connection handling.
 pub struct HttpEntry {
@@ -111,7 +107,7 @@ impl HttpEntry {
         };
         if let Some(h2) = h1::serve::serve(&self.service, stream, facts, &life).await {
             // HTTP/2 with prior knowledge: hyper serves it, from the bytes already read.
-            let io = ClientIo::with_prefix(h2.stream, None, h2.read);
+            let io = ClientIo::with_prefix(h2.stream, h2.read);
             Box::pin(self.run(io, peer, local_port, None, &life, refusal)).await;
         }
     }
@@ -163,7 +159,7 @@ impl HttpEntry {
         };
         let (version, alpn) = crate::tls::describe(tls_stream.get_ref().1);
         if alpn == Some(b"h2".as_slice()) {
-            let io = ClientIo::new(tls_stream, None);
+            let io = ClientIo::new(tls_stream);
             Box::pin(self.run(io, peer, local_port, Some(version), &life, refusal)).await;
             return;
         }
@@ -179,6 +175,9 @@ impl HttpEntry {
         }
     }
 
+    /// Serves an HTTP/2 connection with hyper until it ends, is idle for `idle_timeout`, or
+    /// shutdown forces it closed; then closes with FIN after draining what the client still
+    /// sends.
     async fn run<S: ClientStream>(
         &self,
         io: ClientIo<S>,
@@ -194,10 +193,7 @@ impl HttpEntry {
             local_port,
             tls_version,
             activity: Arc::new(Activity::new()),
-            resume_guard: {
-                let handle = handle.handle();
-                Box::new(move || handle.resume_guard())
-            },
+            resume_guard: Box::new(|| {}),
             force_close: life.force_close.clone(),
             refusal,
         });
@@ -208,10 +204,7 @@ impl HttpEntry {
             let info = info.clone();
             async move { Ok::<_, Infallible>(service.handle(&info, req).await) }
         });
-        let settings = &self.service.settings;
-        let check_every = settings
-            .request_header_timeout
-            .min(self.service.idle_timeout);
+        let idle_timeout = self.service.idle_timeout;
         let mut draining = false;
         // The connection lives in this block only: once it ends, hyper's handle on the stream
         // is gone and weir can take the stream back.
@@ -221,13 +214,10 @@ impl HttpEntry {
                 .serve_connection_with_upgrades(TokioIo::new(io), svc);
             tokio::pin!(conn);
             loop {
-                let deadline = next_deadline(
-                    &handle,
-                    &activity,
-                    settings,
-                    self.service.idle_timeout,
-                    check_every,
-                );
+                // Idle: no request in flight since `idle_since`. Busy: look again later.
+                let deadline = activity
+                    .idle_since()
+                    .map_or_else(|| Instant::now() + idle_timeout, |idle| idle + idle_timeout);
                 tokio::select! {
                     biased;
                     result = conn.as_mut() => {
@@ -238,52 +228,24 @@ impl HttpEntry {
                     }
                     _ = life.force_close.cancelled() => break Stop::Forced,
                     _ = life.stop_accepting.cancelled(), if !draining => {
+                        // GOAWAY: streams in flight finish, no new ones are accepted.
                         draining = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    // A head started arriving: look at the timers again with its deadline.
-                _ = handle.head_start() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                        let now = Instant::now();
-                        if handle.head_started().is_some_and(|t| t + settings.request_header_timeout <= now) {
-                            break Stop::HeadTimeout;
-                        }
-                        if handle.head_started().is_none()
-                            && activity.idle_since().is_some_and(|t| t + self.service.idle_timeout <= now)
-                        {
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if activity.idle_since().is_some_and(|t| t + idle_timeout <= Instant::now()) {
                             break Stop::Idle;
                         }
                     }
                 }
             }
         };
-        let refused = handle.refused();
-        debug!(?refused, ?stop, "connection loop done");
+        debug!(?stop, "connection loop done");
         let Ok(mut stream) = handle.into_stream() else {
-            debug!("stream still shared (upgraded)");
-            return; // upgraded: the tunnel owns the stream now
+            // Not reached: hyper's handle went with the connection future.
+            debug!("client stream still shared");
+            return;
         };
-        let answer = match (stop, refused) {
-            (_, Some(reject)) if reject.reason == TLS_ON_PLAIN_PORT => {
-                warn!(%peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
-                self.log_rejected(peer, None, end_client(reject.reason), tls_version);
-                None
-            }
-            (_, Some(reject)) => {
-                self.log_rejected(peer, reject.status, end_client(reject.reason), tls_version);
-                Some(reject.status)
-            }
-            (Stop::HeadTimeout, None) => {
-                let end = End::weir(EndHow::Timeout, EndPhase::Request, "request_header_timeout");
-                self.log_rejected(peer, StatusCode::REQUEST_TIMEOUT, end, tls_version);
-                Some(StatusCode::REQUEST_TIMEOUT)
-            }
-            _ => None,
-        };
-        if let Some(status) = answer {
-            let _ =
-                tokio::time::timeout(CLOSE_LINGER, stream.write_all(&plain_answer(status))).await;
-        }
         let _ = tokio::time::timeout(CLOSE_LINGER, stream.shutdown()).await;
         drain_and_close(stream.into_tcp(), CLOSE_LINGER).await;
     }
@@ -315,7 +277,6 @@ impl HttpEntry {
 enum Stop {
     Finished,
     Forced,
-    HeadTimeout,
     Idle,
 }
 
@@ -326,38 +287,11 @@ fn end_client(reason: &'static str) -> End {
     }
 }
 
-/// When the connection loop should look at its timers next.
-fn next_deadline<S: ClientStream>(
-    handle: &ClientIo<S>,
-    activity: &Activity,
-    settings: &weir_config::HttpSettings,
-    idle_timeout: Duration,
-    check_every: Duration,
-) -> Instant {
-    if let Some(started) = handle.head_started() {
-        return started + settings.request_header_timeout;
-    }
-    match activity.idle_since() {
-        Some(idle) => idle + idle_timeout,
-        None => Instant::now() + check_every,
-    }
-}
-
-/// weir's own short answer, written straight to the socket, closing the connection.
-fn plain_answer(status: StatusCode) -> Vec<u8> {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let body = format!("{} {reason}\n", status.as_u16());
-    format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        status.as_u16(),
-        body.len()
-    )
-    .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use super::*;
 

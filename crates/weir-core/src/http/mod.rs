@@ -1,7 +1,7 @@
 //! HTTP and HTTPS listeners: weir as a layer-7 load balancer.
 //!
 //! - [`conn`]: one client connection — TLS, hyper, timers, weir's own answers, the close.
-//! - [`client_io`] and [`h1_guard`]: the client stream as hyper sees it, checked on the way in.
+//! - [`client_io`]: the client stream, and an HTTP/2 connection's stream as hyper sees it.
 //! - [`h1`]: weir's own HTTP/1 engine, which serves every HTTP/1 client connection.
 //! - [`service`]: the request path — route, pick, pool, send, retry, respond.
 //! - [`exchange`] and [`body`]: one request's state and how its end is recorded.
@@ -13,7 +13,6 @@ pub mod client_io;
 pub mod conn;
 pub mod exchange;
 pub mod h1;
-pub mod h1_guard;
 pub mod headers;
 pub mod persistence;
 pub mod pool;
