@@ -193,8 +193,6 @@ impl HttpEntry {
             local_port,
             tls_version,
             activity: Arc::new(Activity::new()),
-            resume_guard: Box::new(|| {}),
-            force_close: life.force_close.clone(),
             refusal,
         });
         let activity = info.activity.clone();

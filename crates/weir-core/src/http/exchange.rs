@@ -26,7 +26,6 @@ pub struct Activity {
     in_flight: AtomicU32,
     /// Milliseconds since `origin` when the connection last became idle.
     idle_since_ms: AtomicU64,
-    requests: AtomicU32,
 }
 
 impl Activity {
@@ -36,14 +35,12 @@ impl Activity {
             origin: Instant::now(),
             in_flight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
-            requests: AtomicU32::new(0),
         }
     }
 
-    /// A request started; returns how many this connection has seen, this one included.
-    pub fn begin(&self) -> u32 {
+    /// A request started.
+    pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// A request ended.

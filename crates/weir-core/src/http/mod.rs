@@ -18,5 +18,4 @@ pub mod persistence;
 pub mod pool;
 pub mod route;
 pub mod service;
-pub mod upgrade;
 pub mod validate;
