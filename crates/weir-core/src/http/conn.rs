@@ -1,21 +1,27 @@
 //! One client connection of an `http`/`https` listener, from accept to close.
 //!
 //! https: peek at the first bytes (plain HTTP gets a readable 400, not a reset), then the TLS
-//! handshake. Both: hyper serves HTTP/1 or HTTP/2 on a [`ClientIo`] while weir watches the
-//! connection's timers — a request head that takes longer than `request_header_timeout` gets
-//! 408, a connection idle between requests for `idle_timeout` is closed — and shutdown (stop
-//! accepting: HTTP/1 finishes with `Connection: close`, HTTP/2 gets GOAWAY). When hyper is
-//! done, weir takes the stream back, answers itself if it has to (a refused request, a 408),
-//! and closes with FIN after draining what the client still sends.
+//! handshake. Then the protocol decides who serves the connection:
+//! - HTTP/1 (plain, or TLS without ALPN `h2`): weir's own engine, [`h1::serve::serve`], to
+//!   the end of the connection;
+//! - HTTP/2 (ALPN `h2`, or a plain connection the HTTP/1 engine found starting with the
+//!   HTTP/2 preface, handed over with the bytes it read): hyper's HTTP/2 server on a
+//!   [`ClientIo`], while weir closes a connection idle for `idle_timeout`, sends GOAWAY on
+//!   shutdown and closes what is left when the shutdown grace is over. When hyper is done,
+//!   weir takes the stream back and closes with FIN after draining what the client still
+//!   sends.
+//!
+//! The version is chosen before hyper sees the connection, so hyper's HTTP/2 builder is used
+//! directly rather than hyper-util's `auto` (which would only sniff the preface again).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::StatusCode;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -40,23 +46,17 @@ pub struct HttpEntry {
     pub service: Arc<HttpService>,
     /// TLS, for https.
     pub tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
+    /// hyper, for HTTP/2 clients.
+    builder: http2::Builder<TokioExecutor>,
 }
 
 impl HttpEntry {
     /// Prepares connection handling for a listener.
     pub fn new(service: Arc<HttpService>, tls: Option<TlsAcceptor>) -> Self {
         let settings = &service.settings;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .max_buf_size((settings.max_header_size + 16 * 1024).max(8192))
-            .keep_alive(true)
-            .half_close(false);
         let h2 = settings.http2;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
-            .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(h2.max_concurrent_streams)
             .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
@@ -207,9 +207,7 @@ impl HttpEntry {
         // The connection lives in this block only: once it ends, hyper's handle on the stream
         // is gone and weir can take the stream back.
         let stop = {
-            let conn = self
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(io), svc);
+            let conn = self.builder.serve_connection(TokioIo::new(io), svc);
             tokio::pin!(conn);
             loop {
                 // Idle: no request in flight since `idle_since`. Busy: look again later.
@@ -231,7 +229,8 @@ impl HttpEntry {
                         conn.as_mut().graceful_shutdown();
                     }
                     _ = tokio::time::sleep_until(deadline) => {
-                        if activity.idle_since().is_some_and(|t| t + idle_timeout <= Instant::now()) {
+                        let now = Instant::now();
+                        if activity.idle_since().is_some_and(|t| t + idle_timeout <= now) {
                             break Stop::Idle;
                         }
                     }

@@ -1,7 +1,7 @@
-//! One request/response exchange as it goes: its record, the server connection it holds, and
-//! what happens when the response body ends — the record is written, the connection returns
-//! to the pool (or is dropped), the server's in-flight count drops, the client connection
-//! learns it is idle again.
+//! One request/response exchange of an HTTP/2 client as it goes: its record, the server
+//! connection it holds, and what happens when the response body ends — the record is written,
+//! the connection returns to the pool (or is dropped), the server's in-flight count drops, the
+//! client connection learns it is idle again. [`new_record`] is shared with the HTTP/1 engine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

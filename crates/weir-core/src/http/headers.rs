@@ -1,4 +1,6 @@
-//! Headers between client and server: forwarding headers, hop-by-hop removal, keep-alive hints.
+//! Headers between an HTTP/2 client and a server, as hyper's header maps: forwarding headers,
+//! hop-by-hop removal, keep-alive hints. (The HTTP/1 engine writes heads itself, in
+//! [`super::h1::head`].)
 //!
 //! Runs on every request and response, so the common case allocates nothing it does not have
 //! to: removing an absent header is a lookup, a single `Connection` header is taken out of the
@@ -42,11 +44,12 @@ pub struct ClientInfo {
 
 /// Prepares a request's headers for the server. Removes hop-by-hop headers (`Connection` and
 /// every header it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
-/// `Transfer-Encoding`, `Upgrade`); `Connection` cannot remove `Host` or `Content-Length`. Then appends the client IP to `X-Forwarded-For` (after any
-/// existing values, comma-separated) and sets — replacing what the client sent —
-/// `X-Forwarded-Proto` (`http`|`https`), `X-Forwarded-Port` (the listener's port), `X-Real-IP`
-/// (IPv6 without brackets; IPv4-mapped IPv6 as plain IPv4) and `X-Forwarded-Client-Protocol`
-/// (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`…). `Host` is left untouched.
+/// `Transfer-Encoding`, `Upgrade`); `Connection` cannot remove `Host` or `Content-Length`.
+/// Then appends the client IP to `X-Forwarded-For` (after any existing values,
+/// comma-separated) and sets — replacing what the client sent — `X-Forwarded-Proto`
+/// (`http`|`https`), `X-Forwarded-Port` (the listener's port), `X-Real-IP` (IPv6 without
+/// brackets; IPv4-mapped IPv6 as plain IPv4) and `X-Forwarded-Client-Protocol` (`HTTP/1.0`,
+/// `HTTP/1.1`, `HTTP/2`…). `Host` is left untouched.
 pub fn prepare_request(headers: &mut HeaderMap, client: &ClientInfo) {
     remove_hop_by_hop(headers);
 
