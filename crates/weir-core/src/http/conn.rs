@@ -6,8 +6,8 @@
 //!   the end of the connection;
 //! - HTTP/2 (ALPN `h2`, or a plain connection the HTTP/1 engine found starting with the
 //!   HTTP/2 preface, handed over with the bytes it read): hyper's HTTP/2 server on a
-//!   [`ClientIo`], while weir closes a connection idle for `idle_timeout`, sends GOAWAY on
-//!   shutdown and closes what is left when the shutdown grace is over. When hyper is done,
+//!   [`ClientIo`], while weir closes a connection idle for `idle_timeout` (GOAWAY first),
+//!   sends GOAWAY on shutdown and closes what is left when the shutdown grace is over. When hyper is done,
 //!   weir takes the stream back and closes with FIN after draining what the client still
 //!   sends.
 //!
@@ -175,9 +175,9 @@ impl HttpEntry {
         }
     }
 
-    /// Serves an HTTP/2 connection with hyper until it ends, is idle for `idle_timeout`, or
-    /// shutdown forces it closed; then closes with FIN after draining what the client still
-    /// sends.
+    /// Serves an HTTP/2 connection with hyper until it ends, is idle for `idle_timeout` (then
+    /// GOAWAY, and the close at most [`CLOSE_LINGER`] later), or shutdown forces it closed;
+    /// then closes with FIN after draining what the client still sends.
     async fn run<S: ClientStream>(
         &self,
         io: ClientIo<S>,
@@ -204,6 +204,9 @@ impl HttpEntry {
         });
         let idle_timeout = self.service.idle_timeout;
         let mut draining = false;
+        // Once an idle connection got GOAWAY: when weir closes it if hyper has not by then (a
+        // client that never answers the GOAWAY's PING).
+        let mut idle_close_at: Option<Instant> = None;
         // The connection lives in this block only: once it ends, hyper's handle on the stream
         // is gone and weir can take the stream back.
         let stop = {
@@ -211,9 +214,11 @@ impl HttpEntry {
             tokio::pin!(conn);
             loop {
                 // Idle: no request in flight since `idle_since`. Busy: look again later.
-                let deadline = activity
-                    .idle_since()
-                    .map_or_else(|| Instant::now() + idle_timeout, |idle| idle + idle_timeout);
+                let deadline = idle_close_at.unwrap_or_else(|| {
+                    activity
+                        .idle_since()
+                        .map_or_else(|| Instant::now() + idle_timeout, |idle| idle + idle_timeout)
+                });
                 tokio::select! {
                     biased;
                     result = conn.as_mut() => {
@@ -230,8 +235,19 @@ impl HttpEntry {
                     }
                     _ = tokio::time::sleep_until(deadline) => {
                         let now = Instant::now();
-                        if activity.idle_since().is_some_and(|t| t + idle_timeout <= now) {
+                        if idle_close_at.take().is_some() && activity.idle_since().is_some() {
                             break Stop::Idle;
+                        }
+                        // (A stream that raced the GOAWAY is still served; hyper closes after
+                        // it, or the idle timer starts again.)
+                        if activity.idle_since().is_some_and(|t| t + idle_timeout <= now) {
+                            // GOAWAY first, so the client knows no request was lost; hyper
+                            // closes once the client has seen it.
+                            idle_close_at = Some(now + CLOSE_LINGER);
+                            if !draining {
+                                draining = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
                         }
                     }
                 }
