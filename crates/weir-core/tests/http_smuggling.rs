@@ -144,3 +144,79 @@ async fn bare_cr_in_a_header_value() {
     );
     refused("bare CR in a value", req.as_bytes()).await;
 }
+
+#[tokio::test]
+async fn space_before_the_colon() {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{SMUGGLED}"
+    );
+    refused("space before the colon", req.as_bytes()).await;
+}
+
+#[tokio::test]
+async fn unknown_http_version() {
+    let req = format!("GET / HTTP/9.9\r\nHost: t\r\n\r\n{SMUGGLED}");
+    refused("HTTP/9.9", req.as_bytes()).await;
+}
+
+#[tokio::test]
+async fn a_body_that_looks_like_a_head_is_body() {
+    let backend = HttpBackend::start("b0").await;
+    let h = Harness::start(&http_config(&[backend.addr()], "", "", NO_CHECK)).await;
+    let inner = "GET /x HTTP/1.1\r\nHost: b\r\n";
+    let req = format!(
+        "POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{inner}GET /second HTTP/1.1\r\nHost: t\r\n\r\n",
+        inner.len()
+    );
+    let mut client = H1Client::connect(h.addr).await.unwrap();
+    let first = client.send_raw(req.as_bytes()).await.unwrap();
+    let second = client.read_response().await.unwrap();
+    assert_eq!((first.status, second.status), (200, 200));
+    let seen: Vec<String> = backend
+        .request_log()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(
+        seen,
+        ["/first", "/second"],
+        "the body's bytes are not a request"
+    );
+}
+
+#[tokio::test]
+async fn the_head_after_a_chunked_body_is_checked_too() {
+    let backend = HttpBackend::start("b0").await;
+    let mut h = Harness::start(&http_config(&[backend.addr()], "", "", NO_CHECK)).await;
+    let req = format!(
+        "POST /first HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+         POST /second HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+    );
+    let mut client = H1Client::connect(h.addr).await.unwrap();
+    let first = client.send_raw(req.as_bytes()).await.unwrap();
+    assert_eq!(first.status, 200, "{first:?}");
+    let second = client.read_response().await.unwrap();
+    assert_eq!(second.status, 400, "{second:?}");
+    assert!(second.closes(), "{second:?}");
+    let (_, ending) = client.read_to_end().await;
+    assert_eq!(ending, Ending::Fin);
+
+    let first_rec = h.http_record().await;
+    assert_eq!(first_rec.status, 200, "{first_rec:?}");
+    let second_rec = h.http_record().await;
+    assert_eq!(
+        (second_rec.status, second_rec.end_reason),
+        (400, Some("te_and_cl")),
+        "{second_rec:?}"
+    );
+    let seen: Vec<String> = backend
+        .request_log()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(
+        seen,
+        ["/first"],
+        "only the first request reaches the server"
+    );
+}

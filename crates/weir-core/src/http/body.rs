@@ -1,4 +1,4 @@
-//! Bodies on both sides of the proxy.
+//! Bodies on both sides of the proxy, for HTTP/2 clients' requests (served by hyper).
 //!
 //! [`ReqBody`] is what weir sends to a server: nothing, a buffered body (which a retry can send
 //! again), or a buffered prefix followed by the rest of the client's stream. [`RespBody`] is

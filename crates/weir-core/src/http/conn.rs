@@ -1,27 +1,32 @@
 //! One client connection of an `http`/`https` listener, from accept to close.
 //!
 //! https: peek at the first bytes (plain HTTP gets a readable 400, not a reset), then the TLS
-//! handshake. Both: hyper serves HTTP/1 or HTTP/2 on a [`ClientIo`] while weir watches the
-//! connection's timers — a request head that takes longer than `request_header_timeout` gets
-//! 408, a connection idle between requests for `idle_timeout` is closed — and shutdown (stop
-//! accepting: HTTP/1 finishes with `Connection: close`, HTTP/2 gets GOAWAY). When hyper is
-//! done, weir takes the stream back, answers itself if it has to (a refused request, a 408),
-//! and closes with FIN after draining what the client still sends.
+//! handshake. Then the protocol decides who serves the connection:
+//! - HTTP/1 (plain, or TLS without ALPN `h2`): weir's own engine, [`h1::serve::serve`], to
+//!   the end of the connection;
+//! - HTTP/2 (ALPN `h2`, or a plain connection the HTTP/1 engine found starting with the
+//!   HTTP/2 preface, handed over with the bytes it read): hyper's HTTP/2 server on a
+//!   [`ClientIo`], while weir closes a connection idle for `idle_timeout` (GOAWAY first),
+//!   sends GOAWAY on shutdown and closes what is left when the shutdown grace is over. When hyper is done,
+//!   weir takes the stream back and closes with FIN after draining what the client still
+//!   sends.
+//!
+//! The version is chosen before hyper sees the connection, so hyper's HTTP/2 builder is used
+//! directly rather than hyper-util's `auto` (which would only sniff the preface again).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::StatusCode;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::client_io::{ClientIo, ClientStream};
 use super::exchange::{Activity, new_record};
@@ -35,32 +40,23 @@ use crate::listener::Lifecycle;
 use crate::net::close::{close_gracefully, drain_and_close};
 use crate::tls::detect::{FirstBytes, peek_first_bytes, reject_plain_http};
 
-/// Reason the guard gives for TLS bytes on a plain HTTP port.
-const TLS_ON_PLAIN_PORT: &str = "tls_on_plain_port";
-
 /// An `http`/`https` listener's connection handling.
 pub struct HttpEntry {
     /// The request path.
     pub service: Arc<HttpService>,
     /// TLS, for https.
     pub tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
+    /// hyper, for HTTP/2 clients.
+    builder: http2::Builder<TokioExecutor>,
 }
 
 impl HttpEntry {
     /// Prepares connection handling for a listener.
     pub fn new(service: Arc<HttpService>, tls: Option<TlsAcceptor>) -> Self {
         let settings = &service.settings;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .max_buf_size((settings.max_header_size + 16 * 1024).max(8192))
-            .keep_alive(true)
-            .half_close(false);
         let h2 = settings.http2;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
-            .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(h2.max_concurrent_streams)
             .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
@@ -111,7 +107,7 @@ impl HttpEntry {
         };
         if let Some(h2) = h1::serve::serve(&self.service, stream, facts, &life).await {
             // HTTP/2 with prior knowledge: hyper serves it, from the bytes already read.
-            let io = ClientIo::with_prefix(h2.stream, None, h2.read);
+            let io = ClientIo::with_prefix(h2.stream, h2.read);
             Box::pin(self.run(io, peer, local_port, None, &life, refusal)).await;
         }
     }
@@ -163,7 +159,7 @@ impl HttpEntry {
         };
         let (version, alpn) = crate::tls::describe(tls_stream.get_ref().1);
         if alpn == Some(b"h2".as_slice()) {
-            let io = ClientIo::new(tls_stream, None);
+            let io = ClientIo::new(tls_stream);
             Box::pin(self.run(io, peer, local_port, Some(version), &life, refusal)).await;
             return;
         }
@@ -179,6 +175,9 @@ impl HttpEntry {
         }
     }
 
+    /// Serves an HTTP/2 connection with hyper until it ends, is idle for `idle_timeout` (then
+    /// GOAWAY, and the close at most [`CLOSE_LINGER`] later), or shutdown forces it closed;
+    /// then closes with FIN after draining what the client still sends.
     async fn run<S: ClientStream>(
         &self,
         io: ClientIo<S>,
@@ -194,11 +193,6 @@ impl HttpEntry {
             local_port,
             tls_version,
             activity: Arc::new(Activity::new()),
-            resume_guard: {
-                let handle = handle.handle();
-                Box::new(move || handle.resume_guard())
-            },
-            force_close: life.force_close.clone(),
             refusal,
         });
         let activity = info.activity.clone();
@@ -208,26 +202,23 @@ impl HttpEntry {
             let info = info.clone();
             async move { Ok::<_, Infallible>(service.handle(&info, req).await) }
         });
-        let settings = &self.service.settings;
-        let check_every = settings
-            .request_header_timeout
-            .min(self.service.idle_timeout);
+        let idle_timeout = self.service.idle_timeout;
         let mut draining = false;
+        // Once an idle connection got GOAWAY: when weir closes it if hyper has not by then (a
+        // client that never answers the GOAWAY's PING).
+        let mut idle_close_at: Option<Instant> = None;
         // The connection lives in this block only: once it ends, hyper's handle on the stream
         // is gone and weir can take the stream back.
         let stop = {
-            let conn = self
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(io), svc);
+            let conn = self.builder.serve_connection(TokioIo::new(io), svc);
             tokio::pin!(conn);
             loop {
-                let deadline = next_deadline(
-                    &handle,
-                    &activity,
-                    settings,
-                    self.service.idle_timeout,
-                    check_every,
-                );
+                // Idle: no request in flight since `idle_since`. Busy: look again later.
+                let deadline = idle_close_at.unwrap_or_else(|| {
+                    activity
+                        .idle_since()
+                        .map_or_else(|| Instant::now() + idle_timeout, |idle| idle + idle_timeout)
+                });
                 tokio::select! {
                     biased;
                     result = conn.as_mut() => {
@@ -238,52 +229,36 @@ impl HttpEntry {
                     }
                     _ = life.force_close.cancelled() => break Stop::Forced,
                     _ = life.stop_accepting.cancelled(), if !draining => {
+                        // GOAWAY: streams in flight finish, no new ones are accepted.
                         draining = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    // A head started arriving: look at the timers again with its deadline.
-                _ = handle.head_start() => {}
-                _ = tokio::time::sleep_until(deadline) => {
+                    _ = tokio::time::sleep_until(deadline) => {
                         let now = Instant::now();
-                        if handle.head_started().is_some_and(|t| t + settings.request_header_timeout <= now) {
-                            break Stop::HeadTimeout;
-                        }
-                        if handle.head_started().is_none()
-                            && activity.idle_since().is_some_and(|t| t + self.service.idle_timeout <= now)
-                        {
+                        if idle_close_at.take().is_some() && activity.idle_since().is_some() {
                             break Stop::Idle;
+                        }
+                        // (A stream that raced the GOAWAY is still served; hyper closes after
+                        // it, or the idle timer starts again.)
+                        if activity.idle_since().is_some_and(|t| t + idle_timeout <= now) {
+                            // GOAWAY first, so the client knows no request was lost; hyper
+                            // closes once the client has seen it.
+                            idle_close_at = Some(now + CLOSE_LINGER);
+                            if !draining {
+                                draining = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
                         }
                     }
                 }
             }
         };
-        let refused = handle.refused();
-        debug!(?refused, ?stop, "connection loop done");
+        debug!(?stop, "connection loop done");
         let Ok(mut stream) = handle.into_stream() else {
-            debug!("stream still shared (upgraded)");
-            return; // upgraded: the tunnel owns the stream now
+            // Not reached: hyper's handle went with the connection future.
+            debug!("client stream still shared");
+            return;
         };
-        let answer = match (stop, refused) {
-            (_, Some(reject)) if reject.reason == TLS_ON_PLAIN_PORT => {
-                warn!(%peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
-                self.log_rejected(peer, None, end_client(reject.reason), tls_version);
-                None
-            }
-            (_, Some(reject)) => {
-                self.log_rejected(peer, reject.status, end_client(reject.reason), tls_version);
-                Some(reject.status)
-            }
-            (Stop::HeadTimeout, None) => {
-                let end = End::weir(EndHow::Timeout, EndPhase::Request, "request_header_timeout");
-                self.log_rejected(peer, StatusCode::REQUEST_TIMEOUT, end, tls_version);
-                Some(StatusCode::REQUEST_TIMEOUT)
-            }
-            _ => None,
-        };
-        if let Some(status) = answer {
-            let _ =
-                tokio::time::timeout(CLOSE_LINGER, stream.write_all(&plain_answer(status))).await;
-        }
         let _ = tokio::time::timeout(CLOSE_LINGER, stream.shutdown()).await;
         drain_and_close(stream.into_tcp(), CLOSE_LINGER).await;
     }
@@ -315,7 +290,6 @@ impl HttpEntry {
 enum Stop {
     Finished,
     Forced,
-    HeadTimeout,
     Idle,
 }
 
@@ -326,38 +300,11 @@ fn end_client(reason: &'static str) -> End {
     }
 }
 
-/// When the connection loop should look at its timers next.
-fn next_deadline<S: ClientStream>(
-    handle: &ClientIo<S>,
-    activity: &Activity,
-    settings: &weir_config::HttpSettings,
-    idle_timeout: Duration,
-    check_every: Duration,
-) -> Instant {
-    if let Some(started) = handle.head_started() {
-        return started + settings.request_header_timeout;
-    }
-    match activity.idle_since() {
-        Some(idle) => idle + idle_timeout,
-        None => Instant::now() + check_every,
-    }
-}
-
-/// weir's own short answer, written straight to the socket, closing the connection.
-fn plain_answer(status: StatusCode) -> Vec<u8> {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let body = format!("{} {reason}\n", status.as_u16());
-    format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        status.as_u16(),
-        body.len()
-    )
-    .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use super::*;
 

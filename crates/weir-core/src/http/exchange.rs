@@ -1,7 +1,7 @@
-//! One request/response exchange as it goes: its record, the server connection it holds, and
-//! what happens when the response body ends — the record is written, the connection returns
-//! to the pool (or is dropped), the server's in-flight count drops, the client connection
-//! learns it is idle again.
+//! One request/response exchange of an HTTP/2 client as it goes: its record, the server
+//! connection it holds, and what happens when the response body ends — the record is written,
+//! the connection returns to the pool (or is dropped), the server's in-flight count drops, the
+//! client connection learns it is idle again. [`new_record`] is shared with the HTTP/1 engine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -26,7 +26,6 @@ pub struct Activity {
     in_flight: AtomicU32,
     /// Milliseconds since `origin` when the connection last became idle.
     idle_since_ms: AtomicU64,
-    requests: AtomicU32,
 }
 
 impl Activity {
@@ -36,14 +35,12 @@ impl Activity {
             origin: Instant::now(),
             in_flight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
-            requests: AtomicU32::new(0),
         }
     }
 
-    /// A request started; returns how many this connection has seen, this one included.
-    pub fn begin(&self) -> u32 {
+    /// A request started.
+    pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// A request ended.

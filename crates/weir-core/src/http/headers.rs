@@ -1,4 +1,6 @@
-//! Headers between client and server: forwarding headers, hop-by-hop removal, keep-alive hints.
+//! Headers between an HTTP/2 client and a server, as hyper's header maps: forwarding headers,
+//! hop-by-hop removal, keep-alive hints. (The HTTP/1 engine writes heads itself, in
+//! [`super::h1::head`].)
 //!
 //! Runs on every request and response, so the common case allocates nothing it does not have
 //! to: removing an absent header is a lookup, a single `Connection` header is taken out of the
@@ -42,15 +44,14 @@ pub struct ClientInfo {
 
 /// Prepares a request's headers for the server. Removes hop-by-hop headers (`Connection` and
 /// every header it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
-/// `Transfer-Encoding`, `Upgrade`) — except that when `upgrade` is true and an `Upgrade` header
-/// is present, `Upgrade` stays and `Connection` becomes exactly `upgrade`. `Connection` cannot
-/// remove `Host` or `Content-Length`. Then appends the client IP to `X-Forwarded-For` (after any
-/// existing values, comma-separated) and sets — replacing what the client sent —
-/// `X-Forwarded-Proto` (`http`|`https`), `X-Forwarded-Port` (the listener's port), `X-Real-IP`
-/// (IPv6 without brackets; IPv4-mapped IPv6 as plain IPv4) and `X-Forwarded-Client-Protocol`
-/// (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`…). `Host` is left untouched.
-pub fn prepare_request(headers: &mut HeaderMap, client: &ClientInfo, upgrade: bool) {
-    remove_hop_by_hop(headers, upgrade);
+/// `Transfer-Encoding`, `Upgrade`); `Connection` cannot remove `Host` or `Content-Length`.
+/// Then appends the client IP to `X-Forwarded-For` (after any existing values,
+/// comma-separated) and sets — replacing what the client sent — `X-Forwarded-Proto`
+/// (`http`|`https`), `X-Forwarded-Port` (the listener's port), `X-Real-IP` (IPv6 without
+/// brackets; IPv4-mapped IPv6 as plain IPv4) and `X-Forwarded-Client-Protocol` (`HTTP/1.0`,
+/// `HTTP/1.1`, `HTTP/2`…). `Host` is left untouched.
+pub fn prepare_request(headers: &mut HeaderMap, client: &ClientInfo) {
+    remove_hop_by_hop(headers);
 
     let mut ip = StackStr::new();
     // 45 bytes hold any IPv6 text form; writing cannot fail.
@@ -73,13 +74,12 @@ pub fn prepare_request(headers: &mut HeaderMap, client: &ClientInfo, upgrade: bo
 }
 
 /// Prepares a response's headers for the client: removes hop-by-hop headers as
-/// [`prepare_request`] does, keeping `Connection: upgrade` and `Upgrade` when `upgrade` (a 101
-/// answering an upgrade request).
-pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
-    remove_hop_by_hop(headers, upgrade);
+/// [`prepare_request`] does.
+pub fn prepare_response(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
 }
 
-fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if let http::header::Entry::Occupied(entry) = headers.entry(CONNECTION) {
         // Usually one value: taken out without allocating; only extra values go to a Vec.
         let (_, mut drain) = entry.remove_entry_mult();
@@ -87,9 +87,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         let rest: Vec<HeaderValue> = drain.collect();
         for value in first.iter().chain(rest.iter()) {
             for token in tokens(value) {
-                let keep = token.eq_ignore_ascii_case("close")
-                    || token.eq_ignore_ascii_case("upgrade")
-                    || token.eq_ignore_ascii_case(HOST.as_str())
+                let keep = token.eq_ignore_ascii_case(HOST.as_str())
                     || token.eq_ignore_ascii_case(CONTENT_LENGTH.as_str());
                 if !keep {
                     // Looked up by &str: no allocation; an invalid name finds nothing.
@@ -103,11 +101,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(TE);
     headers.remove(TRAILER);
     headers.remove(TRANSFER_ENCODING);
-    if upgrade && headers.contains_key(UPGRADE) {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
-    }
+    headers.remove(UPGRADE);
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: &str) {
@@ -179,12 +173,6 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .get_all(CONNECTION)
         .iter()
         .any(|value| tokens(value).any(|t| t.eq_ignore_ascii_case(token)))
-}
-
-/// Whether the request asks for a protocol upgrade (`Connection: upgrade` and an `Upgrade`
-/// header).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
 }
 
 /// A header value as it may appear in logs: `"[redacted]"` for `Authorization`,

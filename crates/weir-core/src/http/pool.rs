@@ -1,4 +1,5 @@
-//! Keep-alive connections to the servers of a group (HTTP/1.1).
+//! Keep-alive connections to the servers of a group for HTTP/2 clients' requests (HTTP/1.1,
+//! hyper's client; the HTTP/1 engine pools raw sockets in [`super::h1::pool`]).
 //!
 //! Each server has a short stack of idle connections (most recently used first: a warm
 //! connection is the least likely to be closed by the server). A connection is idle for at

@@ -1,6 +1,8 @@
-//! The request path of an `http`/`https` listener: check → route → pick a server (cookie
-//! first) → pooled or new connection → send, retrying where it is safe → stream the response
-//! back, recording the exchange as it goes.
+//! What an `http`/`https` listener's requests share ([`HttpService`], [`HttpGroup`]), and the
+//! request path of HTTP/2 clients, whose requests hyper parses: check → route → pick a server
+//! (cookie first) → pooled or new HTTP/1.1 connection (hyper's client) → send, retrying where
+//! it is safe → stream the response back, recording the exchange as it goes. HTTP/1 clients
+//! take the same steps in [`super::h1`].
 //!
 //! Retries follow SPEC §4: a refused or timed-out connect moves to another server; a request
 //! that fails on a *reused* connection before any response byte (the stale keep-alive race) is
@@ -100,7 +102,7 @@ pub struct HttpService {
     limits: Limits,
 }
 
-/// Facts about the client connection a request came on.
+/// Facts about the HTTP/2 client connection a request came on.
 pub struct ConnInfo {
     /// Client address.
     pub client: SocketAddr,
@@ -110,10 +112,6 @@ pub struct ConnInfo {
     pub tls_version: Option<&'static str>,
     /// In-flight requests and idle time.
     pub activity: Arc<Activity>,
-    /// Lets the HTTP/1 guard check the stream again after a declined upgrade.
-    pub resume_guard: Box<dyn Fn() + Send + Sync>,
-    /// Cancelled when the shutdown grace is over: tunnels close.
-    pub force_close: tokio_util::sync::CancellationToken,
     /// Why the listener's ACL or limits turned this connection away, if they did: every
     /// request on it is answered 403 or 503.
     pub refusal: Option<Refusal>,
@@ -148,9 +146,10 @@ impl HttpService {
         }
     }
 
-    /// Handles one request to its response. Never fails: every problem is an answer.
+    /// Handles one request of an HTTP/2 client to its response. Never fails: every problem is
+    /// an answer.
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<RespBody> {
-        let count = conn.activity.begin();
+        conn.activity.begin();
         let record = self
             .sink
             .wants_records()
@@ -171,16 +170,7 @@ impl HttpService {
             // A refused connection is closed after its answer; a refused request is not.
             return exchange.respond(status, end, conn.refusal.is_some());
         }
-        let version = req.version();
-        let mut response = self.proxy(conn, req, exchange).await;
-        let closing =
-            count >= self.settings.max_requests_per_connection && version != Version::HTTP_2;
-        if closing {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
+        self.proxy(conn, req, exchange).await
     }
 
     fn start_record(&self, conn: &ConnInfo, req: &Request<Incoming>) -> crate::end::HttpRecord {
@@ -202,9 +192,6 @@ impl HttpService {
         req: Request<Incoming>,
         exchange: Exchange,
     ) -> Response<RespBody> {
-        let mut req = req;
-        let on_upgrade =
-            headers::is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         if let Err(reject) = check_request(&parts, &self.limits) {
             let end = End {
@@ -235,10 +222,6 @@ impl HttpService {
         };
         let mut exchange = exchange;
         exchange.note(|r| r.group = Some(group.upstream.name().to_string()));
-        if let Some(on_upgrade) = on_upgrade {
-            return self.upgrade(conn, exchange, group, parts, on_upgrade).await;
-        }
-
         let body = match self.read_body(body, &parts.headers).await {
             Ok((body, bytes_in)) => {
                 exchange.bytes_in = bytes_in;
@@ -246,7 +229,7 @@ impl HttpService {
             }
             Err(end) => return exchange.respond(StatusCode::BAD_REQUEST, end, true),
         };
-        let pinned = self.prepare_request(conn, &group, &mut parts, false);
+        let pinned = self.prepare_request(conn, &group, &mut parts);
         let head = UpstreamHead::new(parts);
         self.send(exchange, group, head, body, pinned, conn.client)
             .await
@@ -254,12 +237,11 @@ impl HttpService {
 
     /// Reads and strips the persistence cookie (returning the server it pins to, if that server
     /// may take the request) and rewrites the headers for the server.
-    pub(super) fn prepare_request(
+    fn prepare_request(
         &self,
         conn: &ConnInfo,
         group: &HttpGroup,
         parts: &mut http::request::Parts,
-        upgrade: bool,
     ) -> Option<usize> {
         let pinned = group.persist.as_ref().and_then(|persist| {
             let pinned = persist
@@ -274,7 +256,7 @@ impl HttpService {
             tls: self.tls,
             version: parts.version,
         };
-        headers::prepare_request(&mut parts.headers, &client, upgrade);
+        headers::prepare_request(&mut parts.headers, &client);
         pinned
     }
 
@@ -547,7 +529,7 @@ impl HttpService {
         if !reusable {
             leg.sender = None;
         }
-        headers::prepare_response(&mut parts.headers, false);
+        headers::prepare_response(&mut parts.headers);
         if let Some(persist) = &leg.group.persist {
             persist.on_response(&mut parts.headers, leg.server);
         }

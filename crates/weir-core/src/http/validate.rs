@@ -1,5 +1,6 @@
-//! Request checks hyper does not do: smuggling-shaped and ambiguous requests get 400 before
-//! anything reaches a server.
+//! Request checks hyper does not do, for HTTP/2 clients' requests: smuggling-shaped and
+//! ambiguous requests get 400 before anything reaches a server. [`Reject`] is shared with the
+//! HTTP/1 engine, whose own checks are in [`super::h1::head`].
 //!
 //! [`check_request`] runs on a request head hyper already parsed. The checks are cheap (one pass
 //! over the header bytes, a few lookups) and ordered so the answer is the most specific one:

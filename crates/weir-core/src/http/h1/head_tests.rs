@@ -62,6 +62,39 @@ fn ambiguous_framing_is_refused() {
 }
 
 #[test]
+fn framing_is_refused_whatever_the_header_order_or_repetition() {
+    assert_eq!(
+        reason(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+        ),
+        "te_and_cl"
+    );
+    assert_eq!(
+        reason("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n"),
+        "duplicate_content_length"
+    );
+    assert_eq!(
+        reason("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +4\r\n\r\n"),
+        "bad_content_length"
+    );
+    assert_eq!(
+        reason("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"),
+        "bad_content_length"
+    );
+    assert_eq!(
+        reason(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ),
+        "bad_transfer_encoding"
+    );
+    // Surrounding spaces are not part of the value.
+    assert_eq!(
+        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  7 \r\n\r\n").unwrap(),
+        Framing::Length(7)
+    );
+}
+
+#[test]
 fn hosts_are_checked() {
     assert_eq!(reason("GET / HTTP/1.1\r\n\r\n"), "missing_host");
     assert!(check("GET / HTTP/1.0\r\n\r\n").is_ok());
