@@ -2,7 +2,7 @@
 //!
 //! The connection's task does all the work of each exchange itself: it reads the request head
 //! into a pooled buffer, checks it and writes the server's head in one pass
-//! ([`head`](super::head)), takes a pooled server socket (or connects), sends, reads the
+//! ([`super::head`]), takes a pooled server socket (or connects), sends, reads the
 //! response head the same way and streams the body back. There is no HTTP library, channel or
 //! second task between client and server, and no header map: a keep-alive request costs the
 //! four system calls of moving its bytes and little else.
