@@ -172,6 +172,8 @@ impl HttpService {
                 idle_timeout: self.settings.tunnel_idle_timeout,
                 idle_close: weir_config::CloseMode::Fin,
                 propagate_reset: true,
+                // Upgraded streams are not plain sockets: always copied.
+                splice: false,
             },
         };
         let sink = self.sink.clone();
