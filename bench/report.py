@@ -227,8 +227,10 @@ SCENARIOS = {
 }
 SCENARIO_ORDER = list(SCENARIOS)
 
-TARGET_ORDER = ["direct", "weir", "weir+log", "haproxy", "haproxy+splice", "nginx"]
+TARGET_ORDER = ["direct", "weir", "weir+log", "weir+splice", "haproxy", "haproxy+splice",
+                "nginx"]
 TARGET_NAMES = {"direct": "direct", "weir": "weir", "weir+log": "weir (access log on)",
+                "weir+splice": "weir (splice = true)",
                 "haproxy": "HAProxy", "haproxy+splice": "HAProxy (splice)", "nginx": "NGINX"}
 PEERS = [("haproxy", "HAProxy"), ("haproxy+splice", "HAProxy (splice)"), ("nginx", "NGINX")]
 

@@ -245,7 +245,7 @@ MAXCONN=$(((FD_LIMIT - 200) / 2)) # HAProxy maxconn: two fds per proxied connect
 WORKER_CONN=$((FD_LIMIT - 200))  # NGINX worker_connections (counts both sides)
 
 read -r B1 B2 BTLS IPERF W_TCP W_BULK W_HTTP W_HTTPS WL_TCP H_TCP H_BULK H_HTTP H_HTTPS \
-    N_TCP N_BULK N_HTTP N_HTTPS H_BULK_SPLICE <<<"$("${REPORT[@]}" freeports 18)"
+    N_TCP N_BULK N_HTTP N_HTTPS H_BULK_SPLICE W_BULK_SPLICE <<<"$("${REPORT[@]}" freeports 19)"
 log "ports: backend $B1,$B2 (tls $BTLS), iperf3 $IPERF, weir $W_TCP.., haproxy $H_TCP.., nginx $N_TCP.."
 
 # weir: build in release mode (reusing target/), and run a copy so that a concurrent rebuild
@@ -501,7 +501,7 @@ weir_probe() {
 }
 
 # Which weir listeners this build runs (decided once: `weir check`, then a short `weir run`).
-WEIR_HTTP=0 WEIR_HTTPS=0 WEIR_HTTP_WHY="" WEIR_HTTPS_WHY=""
+WEIR_HTTP=0 WEIR_HTTPS=0 WEIR_SPLICE=0 WEIR_HTTP_WHY="" WEIR_HTTPS_WHY=""
 detect_weir() {
     ((WEIR_OK)) || return 0
     { weir_head 1 off; weir_listener bench tcp "$W_TCP" backends; } >"$OUT/conf/weir-probe-tcp.toml"
@@ -509,6 +509,15 @@ detect_weir() {
         log "weir cannot run the TCP config: $WEIR_WHY; weir runs are skipped"
         WEIR_OK=0
         return 0
+    fi
+    # `splice = true` on a tcp listener (bulk transfers through a kernel pipe), when the build
+    # knows the setting: a second bulk row.
+    { weir_head 1 off; weir_listener bench-bulk-splice tcp "$W_BULK_SPLICE" iperf "splice = true"; } \
+        >"$OUT/conf/weir-probe-splice.toml"
+    if "$WEIR" check -c "$OUT/conf/weir-probe-splice.toml" >"$OUT/logs/check-splice.log" 2>&1; then
+        WEIR_SPLICE=1
+    else
+        log "weir: no splice setting in this build"
     fi
     { weir_head 1 off; weir_listener bench-http http "$W_HTTP" backends; } >"$OUT/conf/weir-probe-http.toml"
     if weir_probe http "$OUT/conf/weir-probe-http.toml" "$W_HTTP"; then WEIR_HTTP=1; else WEIR_HTTP_WHY=$WEIR_WHY; fi
@@ -523,6 +532,7 @@ write_weir_conf() { # WORKERS
         weir_head "$1" off
         weir_listener bench tcp "$W_TCP" backends
         weir_listener bench-bulk tcp "$W_BULK" iperf
+        ((WEIR_SPLICE)) && weir_listener bench-bulk-splice tcp "$W_BULK_SPLICE" iperf "splice = true"
         ((WEIR_HTTP)) && weir_listener bench-http http "$W_HTTP" backends
         ((WEIR_HTTPS)) && weir_listener bench-https https "$W_HTTPS" backends "$WEIR_TLS_LINE"
         true
@@ -572,6 +582,7 @@ start_proxies() { # PHASE
         start weir "$cores" "$WEIR" run -c "$OUT/conf/weir.toml"
         start weir-log "$cores" "$WEIR" run -c "$OUT/conf/weir-log.toml"
         local ports=("$W_TCP" "$W_BULK")
+        ((WEIR_SPLICE)) && ports+=("$W_BULK_SPLICE")
         ((WEIR_HTTP)) && ports+=("$W_HTTP")
         ((WEIR_HTTPS)) && ports+=("$W_HTTPS")
         if wait_listen weir "${ports[@]}" && wait_listen weir-log "$WL_TCP"; then
@@ -616,7 +627,8 @@ skip() { # SCENARIO TARGET WHY
 # Proxy name for a target, and the PIDs whose CPU is counted for it.
 proxy_of() {
     case $1 in
-        weir) echo weir ;; weir+log) echo weir-log ;; haproxy | haproxy+splice) echo haproxy ;;
+        weir | weir+splice) echo weir ;; weir+log) echo weir-log ;;
+        haproxy | haproxy+splice) echo haproxy ;;
         nginx) echo nginx ;;
         *) echo "" ;;
     esac
@@ -663,8 +675,8 @@ targets_for() { # SCENARIO
         tcp_rr) t=("direct:$B1" "weir:$W_TCP" "haproxy:$H_TCP" "nginx:$N_TCP") ;;
         # weir writes one access-log record per connection: its cost shows per connection.
         tcp_conn) t=("direct:$B1" "weir:$W_TCP" "weir+log:$WL_TCP" "haproxy:$H_TCP" "nginx:$N_TCP") ;;
-        tcp_bulk) t=("direct:$IPERF" "weir:$W_BULK" "haproxy:$H_BULK" "haproxy+splice:$H_BULK_SPLICE"
-            "nginx:$N_BULK") ;;
+        tcp_bulk) t=("direct:$IPERF" "weir:$W_BULK" "weir+splice:$W_BULK_SPLICE" "haproxy:$H_BULK"
+            "haproxy+splice:$H_BULK_SPLICE" "nginx:$N_BULK") ;;
         idle_http) t=("weir:$W_HTTP" "haproxy:$H_HTTP" "nginx:$N_HTTP") ;;
         http_ka | http_conn) t=("direct:$B1" "weir:$W_HTTP" "haproxy:$H_HTTP" "nginx:$N_HTTP") ;;
         https_ka | h2) t=("direct:$BTLS" "weir:$W_HTTPS" "haproxy:$H_HTTPS" "nginx:$N_HTTPS") ;;
@@ -672,8 +684,9 @@ targets_for() { # SCENARIO
     local out=() x
     for x in "${t[@]}"; do
         case ${x%%:*} in
-            weir | weir+log)
+            weir | weir+log | weir+splice)
                 ((WEIR_OK)) || continue
+                [[ ${x%%:*} != weir+splice ]] || ((WEIR_SPLICE)) || continue
                 case $1 in
                     idle_http | http_ka | http_conn) ((WEIR_HTTP)) || continue ;;
                     https_ka | h2) ((WEIR_HTTPS)) || continue ;;

@@ -119,6 +119,29 @@ pub(crate) fn read_listener(sink: &mut Sink<'_>, mut t: Table<'_, '_>) -> (Liste
     if let Some(propagate) = t.boolean(sink, "propagate_reset") {
         listener.propagate_reset = propagate;
     }
+    match protocol.as_ref().map(|p| *p.get_ref()) {
+        Some(Protocol::Tcp) => {
+            if let Some(splice) = t.boolean(sink, "splice") {
+                listener.splice = splice;
+            }
+        }
+        Some(kind) => {
+            if let (Some(_), Some(at)) = (t.get("splice"), t.key_span("splice")) {
+                sink.error(
+                    &at,
+                    &t.key_path("splice"),
+                    format!(
+                        "`splice` only applies to tcp listeners; this listener is protocol = \"{}\"",
+                        kind.as_str()
+                    ),
+                    "remove it: tunnels through http listeners are copied",
+                );
+            }
+        }
+        None => {
+            t.get("splice");
+        }
+    }
     if let Some(keepalive) = read_keepalive(sink, &mut t) {
         site.keepalive = Some(keepalive.span());
         listener.tcp_keepalive = keepalive.into_inner();

@@ -166,6 +166,9 @@ pub struct Listener {
     pub idle_close: CloseMode,
     /// Pass a reset received from one side on as a reset to the other (default true).
     pub propagate_reset: bool,
+    /// `tcp` listeners: move bulk transfers socket → kernel pipe → socket with splice(2)
+    /// instead of copying them through weir's memory (default false).
+    pub splice: bool,
     /// TCP keep-alive on client sockets; `None` leaves the kernel default (off).
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// Listen backlog (default 1024).
@@ -260,6 +263,7 @@ impl Listener {
             },
             idle_close: CloseMode::Fin,
             propagate_reset: true,
+            splice: false,
             tcp_keepalive: None,
             backlog: 1024,
             http: match protocol {

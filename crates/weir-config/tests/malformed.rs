@@ -377,6 +377,21 @@ group = "app"
         )],
     },
     Case {
+        name: "splice on an http listener",
+        source: r#"[[listener]]
+name = "web"
+protocol = "http"
+bind = "0.0.0.0:8080"
+group = "app"
+splice = true
+"#,
+        errors: &[(
+            6,
+            1,
+            "listener \"web\".splice: `splice` only applies to tcp listeners; this listener is protocol = \"http\"\n  hint: remove it: tunnels through http listeners are copied",
+        )],
+    },
+    Case {
         name: "tls on a tcp listener",
         source: r#"[[listener]]
 name = "db"

@@ -46,6 +46,7 @@ group = "app"
 idle_timeout = "10m"
 idle_close = "rst"
 propagate_reset = false
+splice = true
 tcp_keepalive = { idle = "30s", interval = "5s", count = 4 }
 backlog = 4096
 acl = { deny = ["192.0.2.0/24", "2001:db8::/32"] }
@@ -158,6 +159,7 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
         idle_timeout: Duration::from_secs(600),
         idle_close: CloseMode::Rst,
         propagate_reset: false,
+        splice: true,
         tcp_keepalive: Some(TcpKeepalive {
             idle: Duration::from_secs(30),
             interval: Duration::from_secs(5),
@@ -188,6 +190,7 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
         idle_timeout: Duration::from_secs(120),
         idle_close: CloseMode::Rst,
         propagate_reset: true,
+        splice: false,
         tcp_keepalive: None,
         backlog: 512,
         http: Some(HttpSettings {

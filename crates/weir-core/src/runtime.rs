@@ -124,6 +124,7 @@ impl Proxy {
                         idle_timeout: listener.idle_timeout,
                         idle_close: listener.idle_close,
                         propagate_reset: listener.propagate_reset,
+                        splice: listener.splice,
                     },
                     sink: sink.clone(),
                 })),

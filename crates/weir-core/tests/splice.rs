@@ -1,6 +1,6 @@
-//! Bulk TCP through a `tcp` listener goes socket → kernel pipe → socket (splice): the bytes
-//! arrive intact both ways, half-close, resets, idle timeouts and the end record behave as on
-//! the copy path, and the server's splice counters prove the pipe path ran.
+//! Bulk TCP through a `tcp` listener with `splice = true` goes socket → kernel pipe → socket:
+//! the bytes arrive intact both ways, half-close, resets, idle timeouts and the end record
+//! behave as on the copy path, and the server's splice counters prove the pipe path ran.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +16,9 @@ use weir_core::end::{EndBy, EndHow, EndPhase};
 use weir_testkit::{Backend, Behavior, Ending, blob_bytes, fnv1a64, read_to_end_classified};
 
 const MIB: usize = 1024 * 1024;
+
+/// The listener setting that turns splicing on.
+const SPLICE: &str = "splice = true";
 
 /// Bytes the first (only) server of group `g` saw spliced: (client → server, server → client).
 fn spliced(h: &Harness) -> (u64, u64) {
@@ -45,7 +48,7 @@ async fn send_and_receive(client: TcpStream, data: Vec<u8>, half_close: bool) ->
 #[tokio::test]
 async fn thirty_two_mib_each_way_are_spliced_and_arrive_intact() {
     let backend = Backend::builder().behavior(Behavior::Echo).start().await;
-    let mut h = Harness::start(&config(&[backend.addr()], "", "", NO_CHECK)).await;
+    let mut h = Harness::start(&config(&[backend.addr()], SPLICE, "", NO_CHECK)).await;
     let upload = blob_bytes(32 * MIB, 3);
     let client = TcpStream::connect(h.addr).await.unwrap();
     // The echo server sends back what it reads while the upload goes on: both directions are
@@ -68,9 +71,23 @@ async fn thirty_two_mib_each_way_are_spliced_and_arrive_intact() {
 }
 
 #[tokio::test]
-async fn request_response_traffic_stays_on_the_copy_path() {
+async fn bulk_is_copied_unless_the_listener_asks_for_splice() {
     let backend = Backend::builder().behavior(Behavior::Echo).start().await;
     let mut h = Harness::start(&config(&[backend.addr()], "", "", NO_CHECK)).await;
+    let upload = blob_bytes(8 * MIB, 4);
+    let client = TcpStream::connect(h.addr).await.unwrap();
+    let (echoed, ending) = within(60, send_and_receive(client, upload.clone(), true)).await;
+    assert_eq!(ending, Ending::Fin);
+    assert_eq!(fnv1a64(&echoed), fnv1a64(&upload));
+    let r = h.record().await;
+    assert_eq!((r.bytes_in, r.bytes_out), (8 * MIB as u64, 8 * MIB as u64));
+    assert_eq!(spliced(&h), (0, 0));
+}
+
+#[tokio::test]
+async fn request_response_traffic_stays_on_the_copy_path() {
+    let backend = Backend::builder().behavior(Behavior::Echo).start().await;
+    let mut h = Harness::start(&config(&[backend.addr()], SPLICE, "", NO_CHECK)).await;
     let mut client = TcpStream::connect(h.addr).await.unwrap();
     let message = [b'q'; 2000];
     for _ in 0..200 {
@@ -97,7 +114,7 @@ async fn half_close_behind_a_full_pipe_reaches_the_server_after_every_byte() {
         .behavior(Behavior::Sink { reply_hash: true })
         .start()
         .await;
-    let mut h = Harness::start(&config(&[backend.addr()], "", "", NO_CHECK)).await;
+    let mut h = Harness::start(&config(&[backend.addr()], SPLICE, "", NO_CHECK)).await;
     let upload = blob_bytes(32 * MIB, 5);
     let client = TcpStream::connect(h.addr).await.unwrap();
     let (reply, ending) = within(60, send_and_receive(client, upload.clone(), true)).await;
@@ -122,7 +139,7 @@ async fn server_reset_mid_bulk_is_passed_on_and_blamed_on_the_server() {
         .behavior(Behavior::ResetAfter(8 * MIB))
         .start()
         .await;
-    let mut h = Harness::start(&config(&[backend.addr()], "", "", NO_CHECK)).await;
+    let mut h = Harness::start(&config(&[backend.addr()], SPLICE, "", NO_CHECK)).await;
     let client = TcpStream::connect(h.addr).await.unwrap();
     let (mut rd, mut wr) = client.into_split();
     // The writer fails once weir passes the reset on; it only has to stop.
@@ -160,7 +177,7 @@ async fn idle_timeout_counts_spliced_bytes_as_activity_and_closes_with_fin() {
         .await;
     let mut h = Harness::start(&config(
         &[backend.addr()],
-        "idle_timeout = \"300ms\"",
+        "splice = true\nidle_timeout = \"300ms\"",
         "",
         NO_CHECK,
     ))

@@ -37,6 +37,9 @@ pub struct ForwardConfig {
     pub idle_close: CloseMode,
     /// Pass a reset on to the other side.
     pub propagate_reset: bool,
+    /// Splice bulk transfers between plain TCP sockets (see `direction.rs`); endpoints that
+    /// are not plain sockets are copied whatever this says.
+    pub splice: bool,
 }
 
 /// What forwarding did, and what is left to close.
@@ -119,7 +122,7 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
     config: &ForwardConfig,
     shutdown: &CancellationToken,
 ) -> Forwarded<C, S> {
-    let may_splice = client.as_tcp().is_some() && server.as_tcp().is_some();
+    let may_splice = config.splice && client.as_tcp().is_some() && server.as_tcp().is_some();
     let mut up = Half::new(Side::Client, may_splice);
     let mut down = Half::new(Side::Server, may_splice);
     let mut first_fin: Option<Side> = None;

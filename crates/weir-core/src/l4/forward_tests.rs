@@ -20,6 +20,7 @@ fn config() -> ForwardConfig {
         idle_timeout: Duration::from_secs(30),
         idle_close: CloseMode::Fin,
         propagate_reset: true,
+        splice: true,
     }
 }
 

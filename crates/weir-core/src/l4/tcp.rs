@@ -131,6 +131,7 @@ mod tests {
                 idle_timeout: std::time::Duration::from_secs(1),
                 idle_close: weir_config::CloseMode::Fin,
                 propagate_reset: true,
+                splice: false,
             },
             sink: Arc::new(ChannelSink(tx)),
         };

@@ -68,6 +68,9 @@ impl Tunnel {
             idle_timeout: svc.settings.tunnel_idle_timeout,
             idle_close: weir_config::CloseMode::Fin,
             propagate_reset: true,
+            // Tunnels carry messages, not bulk: the copy path (splice is a tcp listener's
+            // choice).
+            splice: false,
         };
         let forwarded = forward(client, server, &config, &life.force_close).await;
         record.bytes_in = forwarded.bytes_in;
