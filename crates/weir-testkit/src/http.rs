@@ -290,14 +290,14 @@ impl HttpBackend {
 
 // === the connection ===
 
-/// A client stream with its read buffer.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
+/// A client stream with its read buffer (also the base of [`crate::raw::RawConn`]).
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: Vec<u8>,
 }
 
 /// How reading the next request went.
-enum Read<T> {
+pub(crate) enum Read<T> {
     Got(T),
     /// The connection was idle for the idle-close time.
     Idle,
@@ -309,7 +309,7 @@ enum Read<T> {
 
 impl Conn {
     /// Reads more bytes into the buffer; `Err` with how the connection ended.
-    async fn fill(&mut self) -> Result<(), Ending> {
+    pub(crate) async fn fill(&mut self) -> Result<(), Ending> {
         let mut chunk = [0u8; 16 * 1024];
         let read = self.stream.read(&mut chunk).await;
         if let Ok(n) = read {
@@ -321,7 +321,7 @@ impl Conn {
         }
     }
 
-    async fn head(&mut self, idle: Option<Duration>) -> Read<Vec<u8>> {
+    pub(crate) async fn head(&mut self, idle: Option<Duration>) -> Read<Vec<u8>> {
         loop {
             if let Some(end) = find_head_end(&self.buf) {
                 let head: Vec<u8> = self.buf.drain(..end).collect();
@@ -345,7 +345,7 @@ impl Conn {
         }
     }
 
-    async fn exact(&mut self, n: usize) -> Result<Vec<u8>, Ending> {
+    pub(crate) async fn exact(&mut self, n: usize) -> Result<Vec<u8>, Ending> {
         while self.buf.len() < n {
             self.fill().await?;
         }
@@ -365,7 +365,7 @@ impl Conn {
         }
     }
 
-    async fn chunked(&mut self) -> Result<Vec<u8>, Ending> {
+    pub(crate) async fn chunked(&mut self) -> Result<Vec<u8>, Ending> {
         let mut body = Vec::new();
         loop {
             let line = self.line().await?;
@@ -387,7 +387,7 @@ impl Conn {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), Ending> {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), Ending> {
         self.stream
             .write_all(bytes)
             .await
@@ -641,15 +641,15 @@ fn response(
     out
 }
 
-struct Parsed {
-    seen: SeenRequest,
-    content_length: usize,
-    chunked: bool,
-    close: bool,
+pub(crate) struct Parsed {
+    pub(crate) seen: SeenRequest,
+    pub(crate) content_length: usize,
+    pub(crate) chunked: bool,
+    pub(crate) close: bool,
 }
 
 /// Parses a request head (ending with the blank line); `None` if it is not one.
-fn parse_head(head: &[u8]) -> Option<Parsed> {
+pub(crate) fn parse_head(head: &[u8]) -> Option<Parsed> {
     let text = String::from_utf8_lossy(head);
     let text = text.strip_suffix("\r\n\r\n").unwrap_or(&text);
     let mut lines = text.split("\r\n");

@@ -13,6 +13,7 @@ pub mod client;
 pub mod ending;
 mod head;
 pub mod http;
+pub mod raw;
 pub mod recording;
 pub mod script;
 mod server;
@@ -24,6 +25,7 @@ pub use http::{
     H1Client, HttpBackend, HttpBackendBuilder, RawResponse, SeenRequest, raw_exchange,
     read_response,
 };
+pub use raw::{RawBackend, RawConn, RawRequest};
 pub use recording::{Counts, Mode, RecordingBackend};
 pub use script::{
     Backend, BackendBuilder, Behavior, UnresponsiveListener, blob_bytes, fnv1a64, refusing_addr,
