@@ -285,6 +285,18 @@ struct BodyStart {
     chunks: Option<ChunkScanner>,
     /// Length still to come after the buffered bytes (length-framed bodies).
     remaining: u64,
+    /// Length-framed body bytes streamed after the buffered ones.
+    streamed: u64,
+}
+
+impl BodyStart {
+    /// Body bytes received from the client so far (data bytes, for a chunked body).
+    fn received(&self) -> u64 {
+        match &self.chunks {
+            Some(scanner) => scanner.data_len(),
+            None => self.buffered as u64 + self.streamed,
+        }
+    }
 }
 
 /// The state of one exchange: its record and timings.
@@ -709,6 +721,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 complete: true,
                 chunks,
                 remaining: 0,
+                streamed: 0,
             });
         }
         let mut scanned = 0;
@@ -734,9 +747,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     complete,
                     chunks,
                     remaining: total.saturating_sub(buffered as u64),
+                    streamed: 0,
                 });
             }
-            if outbound.expect_continue && !sent_continue && buffered == 0 {
+            // HTTP/1.0 clients never get a 1xx (RFC 9110 §10.1.1, §15.2).
+            if outbound.expect_continue && !outbound.http10 && !sent_continue && buffered == 0 {
                 sent_continue = true;
                 self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n")
                     .await
@@ -753,6 +768,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                         complete: false,
                         chunks,
                         remaining: total.saturating_sub(buffered as u64),
+                        streamed: 0,
                     });
                 }
                 Ok(Ok(0)) => return Err(BodyFail::Client(EndHow::Fin)),
@@ -769,10 +785,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             Ok(body) => body,
             Err(fail) => return self.body_failed(exchange, fail).await,
         };
-        exchange.bytes_in = match &body.chunks {
-            Some(scanner) => scanner.data_len(),
-            None => body.buffered as u64,
-        };
+        exchange.bytes_in = body.received();
         // The head and the buffered body go out in one write.
         outbound.out.put(&self.rbuf.filled()[..body.buffered]);
         self.rbuf.consume(body.buffered);
@@ -863,6 +876,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     deadline,
                 )
                 .await;
+            exchange.bytes_in = body.received();
             let early = match sent {
                 Ok(early) => early,
                 Err(SendFail::Client(how)) => {
@@ -1078,6 +1092,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     None => {
                         let take = (have as u64).min(body.remaining) as usize;
                         body.remaining -= take as u64;
+                        body.streamed += take as u64;
                         if body.remaining == 0 {
                             body.complete = true;
                         }
