@@ -754,3 +754,40 @@ async fn cookie_insert_with_connection_close_has_both_headers() {
     })
     .await;
 }
+
+/// A client that asked for `Connection: close` is closed at once — with FIN, since it left
+/// nothing unread. One that asked for it but pipelined another request anyway still gets a
+/// FIN, not a reset: weir then drains before closing.
+#[tokio::test]
+async fn a_client_that_asked_to_close_gets_fin_with_or_without_stray_bytes() {
+    within(30, async {
+        let backend = HttpBackend::start("b0").await;
+        let h = Harness::start(&http_config(&[backend.addr()], "", "", NO_CHECK)).await;
+
+        let mut client = H1Client::connect(h.addr).await.unwrap();
+        let r = client.get("/", &["Connection: close"]).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.closes(), "{r:?}");
+        let (rest, ending) = client.read_to_end().await;
+        assert_eq!((rest.len(), ending), (0, Ending::Fin));
+
+        let mut client = H1Client::connect(h.addr).await.unwrap();
+        let r = client
+            .send_raw(
+                b"GET /a HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n\
+                  GET /b HTTP/1.1\r\nHost: test\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.closes(), "{r:?}");
+        let (rest, ending) = client.read_to_end().await;
+        assert_eq!(
+            (rest.len(), ending),
+            (0, Ending::Fin),
+            "the stray request is not answered"
+        );
+        assert_eq!(backend.requests_for("/b"), 0);
+    })
+    .await;
+}

@@ -32,9 +32,28 @@ pub trait ClientStream: Endpoint + AsyncRead + AsyncWrite + Unpin + Send + 'stat
     /// holding a read buffer; a stream that may hold decrypted bytes of its own is always
     /// ready.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Closes at once when the client has sent nothing more (a plain close then sends FIN,
+    /// never RST); otherwise gives the stream back for a close with drain.
+    fn close_if_quiet(self) -> Result<(), Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
 }
 
 impl ClientStream for TcpStream {
+    fn close_if_quiet(self) -> Result<(), Self> {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self).peek(&mut probe) {
+            // Bytes are waiting: closing now would reset.
+            Ok(n) if n > 0 => Err(self),
+            // Nothing (or already the client's FIN, or an error): the close sends FIN.
+            _ => Ok(()),
+        }
+    }
+
     fn into_tcp(self) -> TcpStream {
         self
     }

@@ -128,6 +128,18 @@ pub async fn serve<S: ClientStream>(
             Box::pin(close_client(client, answer)).await;
             None
         }
+        Finish::CloseQuiet if rbuf.is_empty() => {
+            drop(rbuf);
+            if let Err(client) = client.close_if_quiet() {
+                Box::pin(close_client(client, None)).await;
+            }
+            None
+        }
+        Finish::CloseQuiet => {
+            drop(rbuf);
+            Box::pin(close_client(client, None)).await;
+            None
+        }
         Finish::Gone => {
             // The client is gone (reset, error): nothing to say.
             None
@@ -152,6 +164,9 @@ async fn close_client<S: ClientStream>(mut client: S, answer: Option<OutBuf>) {
 enum Finish {
     /// Close with FIN, after writing this answer if there is one.
     Close(Option<OutBuf>),
+    /// The client asked to close and was answered: close at once if it sent nothing more
+    /// (RFC 9112 §9.6: a client that sent `close` sends no further request), else as `Close`.
+    CloseQuiet,
     /// Already closed (or unusable): drop it.
     Gone,
     /// The client speaks HTTP/2.
@@ -164,6 +179,8 @@ enum Finish {
 enum Next {
     KeepAlive,
     Close,
+    /// The client asked for the close (see [`Finish::CloseQuiet`]).
+    CloseQuiet,
     Gone,
     /// The server switched protocols: both sides become a tunnel.
     Tunnel(Box<tunnel::Tunnel>),
@@ -395,6 +412,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             match Box::pin(self.exchange(prepared)).await {
                 Next::KeepAlive => idle_since = Instant::now(),
                 Next::Close => return Finish::Close(None),
+                Next::CloseQuiet => return Finish::CloseQuiet,
                 Next::Gone => return Finish::Gone,
                 Next::Tunnel(tunnel) => return Finish::Tunnel(tunnel),
             }
@@ -1334,10 +1352,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             dechunk,
             server_reusable: info.reusable && !early && outbound.upgrade.is_none(),
             keep_alive_hint: info.keep_alive_hint,
-            client_next: if close_client {
-                Next::Close
-            } else {
-                Next::KeepAlive
+            client_next: match (close_client, early || self.closing()) {
+                (false, _) => Next::KeepAlive,
+                // The client asked, and left nothing half-sent.
+                (true, false) if !outbound.keep_alive => Next::CloseQuiet,
+                (true, _) => Next::Close,
             },
         })
     }
