@@ -10,7 +10,6 @@
 
 mod format;
 mod queue;
-mod text;
 mod writer;
 
 #[cfg(test)]
