@@ -686,7 +686,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         self.rbuf.consume(prepared.head_len);
         // The clock is read for the record's timings only when there is a record.
         let timed = prepared.record.is_some();
-        let mut exchange = Exchange {
+        let exchange = Exchange {
             record: prepared.record,
             started: timed.then(Instant::now),
             sent_at: None,
@@ -701,15 +701,9 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 location,
             } => {
                 let close = close || self.closing();
-                exchange.note(|r| r.status = status.as_u16());
-                let out = answer(status, close, location.as_deref());
-                let written = self.write_client(out.bytes()).await;
-                exchange.finish(&*self.svc.sink, end);
-                return match written {
-                    Err(_) => Next::Gone,
-                    Ok(()) if close => Next::Close,
-                    Ok(()) => Next::KeepAlive,
-                };
+                return self
+                    .respond(exchange, status, end, close, location.as_deref())
+                    .await;
             }
             Action::Forward(outbound) => outbound,
         };
@@ -771,9 +765,13 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             // HTTP/1.0 clients never get a 1xx (RFC 9110 §10.1.1, §15.2).
             if outbound.expect_continue && !outbound.http10 && !sent_continue && buffered == 0 {
                 sent_continue = true;
-                self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .await
-                    .map_err(|err| BodyFail::Client(client_io_how(&err)))?;
+                if let Err(fail) = self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await {
+                    return Err(match fail {
+                        WriteFail::Io(how) => BodyFail::Client(how),
+                        WriteFail::Timeout => BodyFail::Client(EndHow::Timeout),
+                        WriteFail::Forced => BodyFail::Forced,
+                    });
+                }
             }
             let limit = scanned.max(BUFFERED_BODY) + BUF_SIZE;
             let read = self.rbuf.read_from(&mut self.client, limit);
@@ -790,7 +788,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     });
                 }
                 Ok(Ok(0)) => return Err(BodyFail::Client(EndHow::Fin)),
-                Ok(Err(err)) => return Err(BodyFail::Client(client_io_how(&err))),
+                Ok(Err(err)) => return Err(BodyFail::Client(io_how(&err))),
                 Ok(Ok(_)) => {}
             }
         }
@@ -1025,25 +1023,38 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     /// request body was not read to its end (or the request asked for it).
     async fn answer_failure(
         &mut self,
-        mut exchange: Exchange,
+        exchange: Exchange,
         status: StatusCode,
         end: End,
         body: &BodyStart,
     ) -> Next {
         let close = !body.complete || self.closing();
+        self.respond(exchange, status, end, close, None).await
+    }
+
+    /// Writes weir's own answer and the exchange's record; `close` adds `Connection: close`
+    /// and ends the connection after it.
+    async fn respond(
+        &mut self,
+        mut exchange: Exchange,
+        status: StatusCode,
+        end: End,
+        close: bool,
+        location: Option<&str>,
+    ) -> Next {
         exchange.note(|r| r.status = status.as_u16());
-        let out = answer(status, close, None);
+        let out = answer(status, close, location);
         let written = self.write_client(out.bytes()).await;
         exchange.finish(&*self.svc.sink, end);
         match written {
-            Err(_) => Next::Gone,
+            Err(fail) => fail.next(),
             Ok(()) if close => Next::Close,
             Ok(()) => Next::KeepAlive,
         }
     }
 
     /// A request body that could not be read: answered (400, 413) or the client is gone.
-    async fn body_failed(&mut self, mut exchange: Exchange, fail: BodyFail) -> Next {
+    async fn body_failed(&mut self, exchange: Exchange, fail: BodyFail) -> Next {
         let (status, end) = match fail {
             BodyFail::Chunk(ChunkError::Malformed) => {
                 (StatusCode::BAD_REQUEST, client_error("bad_chunk"))
@@ -1065,14 +1076,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 return Next::Close;
             }
         };
-        exchange.note(|r| r.status = status.as_u16());
-        let out = answer(status, true, None);
-        let written = self.write_client(out.bytes()).await;
-        exchange.finish(&*self.svc.sink, end);
-        match written {
-            Err(_) => Next::Gone,
-            Ok(()) => Next::Close,
-        }
+        self.respond(exchange, status, end, true, None).await
     }
 
     /// Writes the head and buffered body, then streams the rest of the body from the client.
@@ -1086,7 +1090,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         sbuf: &mut Buf,
         deadline: Instant,
     ) -> Result<bool, SendFail> {
-        if self.write_server(server, first, sbuf, deadline).await? {
+        if write_server_bytes(server, first, sbuf, deadline, &mut self.timer, &self.watch).await? {
             return Ok(true);
         }
         if body.complete {
@@ -1156,21 +1160,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
                 Ok(Step::Client(Ok(0))) => return Err(SendFail::Client(EndHow::Fin)),
                 Ok(Step::Client(Err(err))) => {
-                    return Err(SendFail::Client(client_io_how(&err)));
+                    return Err(SendFail::Client(io_how(&err)));
                 }
                 Ok(Step::Client(Ok(_))) => {}
             }
         }
-    }
-
-    async fn write_server(
-        &mut self,
-        server: &TcpStream,
-        bytes: &[u8],
-        sbuf: &mut Buf,
-        deadline: Instant,
-    ) -> Result<bool, SendFail> {
-        write_server_bytes(server, bytes, sbuf, deadline, &mut self.timer, &self.watch).await
     }
 
     /// Reads the response head (and any 1xx before it), writes the client's head and streams
@@ -1209,15 +1203,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     RespParse::Informational { len } => {
                         sbuf.consume(len);
                         if !outbound.http10
-                            && let Err(err) = self.write_client(out.bytes()).await
+                            && let Err(fail) = self.write_client(out.bytes()).await
                         {
                             return Relayed::Failed {
-                                end: End::new(
-                                    EndBy::Client,
-                                    client_io_how(&err),
-                                    EndPhase::Response,
-                                ),
-                                client_next: Next::Gone,
+                                end: fail.end(EndPhase::Response),
+                                client_next: fail.next(),
                             };
                         }
                         out.clear();
@@ -1227,14 +1217,10 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                         sbuf.consume(len);
                         out.put(sbuf.filled());
                         sbuf.consume(sbuf.len());
-                        if let Err(err) = self.write_client(out.bytes()).await {
+                        if let Err(fail) = self.write_client(out.bytes()).await {
                             return Relayed::Failed {
-                                end: End::new(
-                                    EndBy::Client,
-                                    client_io_how(&err),
-                                    EndPhase::Response,
-                                ),
-                                client_next: Next::Gone,
+                                end: fail.end(EndPhase::Response),
+                                client_next: fail.next(),
                             };
                         }
                         return Relayed::Switched;
@@ -1269,9 +1255,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
                 Some(Ok(Ok(0))) if !got_bytes => return Relayed::Retry { how: EndHow::Fin },
                 Some(Ok(Err(err))) if !got_bytes => {
-                    return Relayed::Retry {
-                        how: server_io_how(&err),
-                    };
+                    return Relayed::Retry { how: io_how(&err) };
                 }
                 Some(Ok(Ok(0))) => {
                     return Relayed::Answer {
@@ -1282,7 +1266,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 Some(Ok(Err(err))) => {
                     return Relayed::Answer {
                         status: StatusCode::BAD_GATEWAY,
-                        end: End::new(EndBy::Upstream, server_io_how(&err), EndPhase::Response),
+                        end: End::new(EndBy::Upstream, io_how(&err), EndPhase::Response),
                     };
                 }
                 Some(Ok(Ok(_))) => got_bytes = true,
@@ -1425,22 +1409,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             if !out.bytes().is_empty() || first {
                 first = false;
-                if let Err(err) = self.write_client_within(out.bytes(), idle).await {
-                    let end = match err {
-                        WriteFail::Io(how) => End::new(EndBy::Client, how, EndPhase::Response),
-                        WriteFail::Timeout => {
-                            End::weir(EndHow::Timeout, EndPhase::Response, "idle_timeout")
-                        }
-                        WriteFail::Forced => {
-                            End::weir(EndHow::Shutdown, EndPhase::Response, "shutdown")
-                        }
+                if let Err(fail) = self.write_client(out.bytes()).await {
+                    return Relayed::Failed {
+                        end: fail.end(EndPhase::Response),
+                        client_next: fail.next(),
                     };
-                    let client_next = if err == WriteFail::Forced {
-                        Next::Close
-                    } else {
-                        Next::Gone
-                    };
-                    return Relayed::Failed { end, client_next };
                 }
                 out.clear();
             }
@@ -1491,7 +1464,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
                 Some(Ok(Err(err))) => {
                     return Relayed::Failed {
-                        end: End::new(EndBy::Upstream, server_io_how(&err), EndPhase::Response),
+                        end: End::new(EndBy::Upstream, io_how(&err), EndPhase::Response),
                         client_next: Next::Close,
                     };
                 }
@@ -1500,29 +1473,17 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         }
     }
 
-    /// Writes to the client, flushing (TLS), watching only the force-close signal.
-    async fn write_client(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let idle = self.svc.idle_timeout;
-        match self.write_client_within(bytes, idle).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(io::Error::other("client write failed")),
-        }
-    }
-
-    async fn write_client_within(
-        &mut self,
-        bytes: &[u8],
-        within_time: Duration,
-    ) -> Result<(), WriteFail> {
+    /// Writes to the client and flushes (TLS), within the listener's `idle_timeout`.
+    async fn write_client(&mut self, bytes: &[u8]) -> Result<(), WriteFail> {
         let client = &mut self.client;
         let write = async {
             client.write_all(bytes).await?;
             client.flush().await
         };
-        let deadline = Instant::now() + within_time;
+        let deadline = Instant::now() + self.svc.idle_timeout;
         match within(&mut self.timer, &self.watch, deadline, false, write).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(WriteFail::Io(client_io_how(&err))),
+            Ok(Err(err)) => Err(WriteFail::Io(io_how(&err))),
             Err(Interrupt::Timeout) => Err(WriteFail::Timeout),
             Err(_) => Err(WriteFail::Forced),
         }
@@ -1570,11 +1531,34 @@ enum BodyFail {
     Forced,
 }
 
+/// Why a write to the client failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WriteFail {
+    /// The client's side failed (reset, error).
     Io(EndHow),
+    /// No progress for `idle_timeout`.
     Timeout,
+    /// The shutdown grace is over.
     Forced,
+}
+
+impl WriteFail {
+    /// The end it makes of the exchange, in `phase`.
+    fn end(self, phase: EndPhase) -> End {
+        match self {
+            WriteFail::Io(how) => End::new(EndBy::Client, how, phase),
+            WriteFail::Timeout => End::weir(EndHow::Timeout, phase, "idle_timeout"),
+            WriteFail::Forced => End::weir(EndHow::Shutdown, phase, "shutdown"),
+        }
+    }
+
+    /// What the client connection can still do.
+    fn next(self) -> Next {
+        match self {
+            WriteFail::Forced => Next::Close,
+            _ => Next::Gone,
+        }
+    }
 }
 
 /// The response head, ready to go.
@@ -1638,7 +1622,7 @@ async fn write_server_bytes(
                 match ready {
                     Err(Interrupt::Timeout) => return Err(SendFail::Timeout),
                     Err(_) => return Err(SendFail::Forced),
-                    Ok(Err(err)) => return Err(SendFail::Server(server_io_how(&err))),
+                    Ok(Err(err)) => return Err(SendFail::Server(io_how(&err))),
                     Ok(Ok(ready)) => {
                         if ready.is_readable() && poke_server(server, sbuf)? {
                             return Ok(true);
@@ -1647,7 +1631,7 @@ async fn write_server_bytes(
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(SendFail::Server(server_io_how(&err))),
+            Err(err) => return Err(SendFail::Server(io_how(&err))),
         }
     }
     Ok(false)
@@ -1660,7 +1644,7 @@ fn poke_server(server: &TcpStream, sbuf: &mut Buf) -> Result<bool, SendFail> {
         Ok(0) => Err(SendFail::Server(EndHow::Fin)),
         Ok(_) => Ok(true),
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
-        Err(err) => Err(SendFail::Server(server_io_how(&err))),
+        Err(err) => Err(SendFail::Server(io_how(&err))),
     }
 }
 
@@ -1709,15 +1693,8 @@ fn upstream_error(what: &'static str) -> End {
     End::new(EndBy::Upstream, EndHow::Error, EndPhase::Response)
 }
 
-fn client_io_how(err: &io::Error) -> EndHow {
-    if is_reset(err) {
-        EndHow::Rst
-    } else {
-        EndHow::Error
-    }
-}
-
-fn server_io_how(err: &io::Error) -> EndHow {
+/// How an I/O error ended a side: a reset, or another error.
+fn io_how(err: &io::Error) -> EndHow {
     if is_reset(err) {
         EndHow::Rst
     } else {
