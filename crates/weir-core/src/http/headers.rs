@@ -10,7 +10,7 @@
 //! [`prepare_response`] removes it.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +19,8 @@ use http::header::{
     TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
+
+use super::h1::head;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -53,9 +55,7 @@ pub struct ClientInfo {
 pub fn prepare_request(headers: &mut HeaderMap, client: &ClientInfo) {
     remove_hop_by_hop(headers);
 
-    let mut ip = StackStr::new();
-    // 45 bytes hold any IPv6 text form; writing cannot fail.
-    let _ = write!(ip, "{}", client.addr.ip().to_canonical());
+    let ip = IpText::new(client.addr.ip());
     let ip = ip.as_str();
 
     append_forwarded_for(headers, ip);
@@ -113,7 +113,7 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &str) {
     }
     let mut joined: Vec<u8> = Vec::with_capacity(64);
     for value in headers.get_all(X_FORWARDED_FOR) {
-        let value = trim_ows(value.as_bytes());
+        let value = head::trim_list(value.as_bytes());
         if !value.is_empty() {
             joined.extend_from_slice(value);
             joined.extend_from_slice(b", ");
@@ -147,23 +147,10 @@ pub fn version_name(version: Version) -> &'static str {
 /// The `timeout=N` parameter of `Keep-Alive` (any case, any order, optional spaces and
 /// quotes, over several headers) as a duration; `None` if absent or not a whole number.
 pub fn keep_alive_timeout(headers: &HeaderMap) -> Option<Duration> {
-    headers.get_all(KEEP_ALIVE).iter().find_map(|value| {
-        tokens(value).find_map(|param| {
-            let (name, secs) = param.split_once('=')?;
-            if !name.trim_end().eq_ignore_ascii_case("timeout") {
-                return None;
-            }
-            let secs = secs.trim_start();
-            let secs = secs
-                .strip_prefix('"')
-                .and_then(|s| s.strip_suffix('"'))
-                .unwrap_or(secs);
-            if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            secs.parse().ok().map(Duration::from_secs)
-        })
-    })
+    headers
+        .get_all(KEEP_ALIVE)
+        .iter()
+        .find_map(|value| head::keep_alive_timeout(value.as_bytes()))
 }
 
 /// Whether a `Connection` header holds `token` (ASCII case-insensitive, comma lists, several
@@ -198,36 +185,32 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t' | b',', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t' | b','] = bytes {
-        bytes = rest;
-    }
-    bytes
-}
-
-/// A fixed buffer big enough for any IP address in text form.
-struct StackStr {
+/// An IP address in text form, on the stack: IPv6 without brackets, IPv4-mapped IPv6 as plain
+/// IPv4.
+pub(crate) struct IpText {
     buf: [u8; 48],
     len: usize,
 }
 
-impl StackStr {
-    fn new() -> Self {
-        StackStr {
+impl IpText {
+    /// Formats `ip`.
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        let mut text = IpText {
             buf: [0; 48],
             len: 0,
-        }
+        };
+        // 45 bytes hold any IPv6 text form; writing cannot fail.
+        let _ = write!(text, "{}", ip.to_canonical());
+        text
     }
 
-    fn as_str(&self) -> &str {
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 }
 
-impl std::fmt::Write for StackStr {
+impl std::fmt::Write for IpText {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let end = self.len + s.len();
         let dest = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;

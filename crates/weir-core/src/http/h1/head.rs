@@ -623,7 +623,7 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// A list value without leading or trailing blanks and commas.
-fn trim_list(mut bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_list(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t' | b',', rest @ ..] = bytes {
         bytes = rest;
     }
@@ -634,7 +634,7 @@ fn trim_list(mut bytes: &[u8]) -> &[u8] {
 }
 
 /// The `timeout=N` parameter of one `Keep-Alive` value.
-fn keep_alive_timeout(value: &[u8]) -> Option<Duration> {
+pub(crate) fn keep_alive_timeout(value: &[u8]) -> Option<Duration> {
     tokens(value).find_map(|param| {
         let eq = param.iter().position(|&b| b == b'=')?;
         if !param[..eq].trim_ascii().eq_ignore_ascii_case(b"timeout") {

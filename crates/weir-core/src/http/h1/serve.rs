@@ -39,6 +39,7 @@ use super::head::{
 use crate::end::{End, EndBy, EndHow, EndPhase, HttpRecord, Record};
 use crate::http::client_io::ClientStream;
 use crate::http::exchange::new_record;
+use crate::http::headers::IpText;
 use crate::http::route::{Route, redirect_location};
 use crate::http::service::{HttpGroup, HttpService};
 use crate::http::validate::Reject;
@@ -104,7 +105,7 @@ pub async fn serve<S: ClientStream>(
         svc,
         client: stream,
         rbuf: Buf::new(),
-        ip: client_ip(facts.peer),
+        ip: IpText::new(facts.peer.ip()),
         facts,
         watch: life.signal.watch(),
         timer,
@@ -1711,26 +1712,4 @@ fn close_server(stream: TcpStream, tasks: &tokio_util::task::TaskTracker) {
 fn drop_server(stream: TcpStream, how: EndHow) {
     debug!(?how, "server connection ended");
     drop(stream);
-}
-
-/// The client's IP in text form, formatted once per connection.
-struct IpText {
-    buf: [u8; 46],
-    len: u8,
-}
-
-impl IpText {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
-    }
-}
-
-fn client_ip(peer: SocketAddr) -> IpText {
-    use std::io::Write as _;
-    let mut buf = [0u8; 46];
-    let mut cursor = io::Cursor::new(&mut buf[..]);
-    // 45 bytes hold any IPv6 text form.
-    let _ = write!(cursor, "{}", peer.ip().to_canonical());
-    let len = cursor.position() as u8;
-    IpText { buf, len }
 }
