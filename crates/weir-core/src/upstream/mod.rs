@@ -99,9 +99,13 @@ impl Upstream {
         }
         // Stale: one caller rebuilds, the others keep using what they loaded meanwhile.
         if let Ok(_guard) = self.rebuild.try_lock() {
-            if self.compiled.load().epoch != eligibility_epoch() {
-                self.compiled
-                    .store(Arc::new(compile(&self.config, &self.servers)));
+            let previous = self.compiled.load();
+            if previous.epoch != eligibility_epoch() {
+                let next = compile(&self.config, &self.servers);
+                // The epoch is global: a change in another group rebuilds this one too, and
+                // its rotation must go on where it was rather than start over.
+                next.schedule.continue_from(&previous.schedule);
+                self.compiled.store(Arc::new(next));
             }
             return self.compiled.load();
         }
@@ -129,5 +133,42 @@ fn compile(config: &Group, servers: &[Arc<ServerState>]) -> Compiled {
     Compiled {
         epoch,
         schedule: Schedule::new(config.algorithm, &views, &members),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn group(name: &str, ports: &[u16]) -> Upstream {
+        let servers = ports
+            .iter()
+            .map(|&p| weir_config::Server::new(std::net::SocketAddr::from(([127, 0, 0, 1], p))))
+            .collect();
+        let mut config = Group::new(name, servers);
+        config.algorithm = weir_config::Algorithm::Rr;
+        Upstream::new(config, |g, s| {
+            Arc::new(ServerState::new(g, &s.name, s.address))
+        })
+    }
+
+    /// The eligibility epoch is global: a server of another group going down rebuilds every
+    /// group's schedule, and round robin must not start over because of it.
+    #[test]
+    fn another_groups_health_change_does_not_restart_the_rotation() {
+        let a = group("a", &[1, 2, 3]);
+        let b = group("b", &[4]);
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let mut picks = vec![a.pick(client, &[]).unwrap()];
+        for _ in 0..4 {
+            let healthy = b.servers[0].is_healthy();
+            b.servers[0].set_healthy(!healthy);
+            picks.push(a.pick(client, &[]).unwrap());
+        }
+        let first = picks[0];
+        let expected: Vec<usize> = (0..5).map(|k| (first + k) % 3).collect();
+        assert_eq!(picks, expected);
     }
 }

@@ -126,6 +126,12 @@ impl Schedule {
         }
     }
 
+    /// Goes on from where `previous` (the plan this one replaces) was in its rotation.
+    pub fn continue_from(&self, previous: &Schedule) {
+        self.cursor
+            .store(previous.cursor.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// True when there is no member: every pick returns `None`.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
