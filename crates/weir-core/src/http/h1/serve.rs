@@ -923,7 +923,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 Err(SendFail::Server(how)) => {
                     // The server closed or reset before any response byte: the stale
                     // keep-alive race when the connection was reused.
-                    drop_server(stream, how);
+                    release_server(stream, how, &self.svc.tasks);
                     if reused && !stale_retry_used && replayable {
                         stale_retry_used = true;
                         failures += 1;
@@ -971,7 +971,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     client_next
                 }
                 Relayed::Retry { how } => {
-                    drop_server(stream, how);
+                    release_server(stream, how, &self.svc.tasks);
                     if reused && !stale_retry_used && replayable {
                         stale_retry_used = true;
                         failures += 1;
@@ -1008,9 +1008,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
                 Relayed::Failed { end, client_next } => {
                     match end.by {
-                        EndBy::Upstream if end.how == EndHow::Rst => {
-                            drop_server(stream, EndHow::Rst)
-                        }
+                        EndBy::Upstream => release_server(stream, end.how, &self.svc.tasks),
                         _ => close_server(stream, &self.svc.tasks),
                     }
                     exchange.finish(&*self.svc.sink, end);
@@ -1708,8 +1706,13 @@ fn close_server(stream: TcpStream, tasks: &tokio_util::task::TaskTracker) {
     tasks.spawn(crate::net::close::close_gracefully(stream, CLOSE_LINGER));
 }
 
-/// Drops a server connection the server itself closed or reset: nothing is left to say.
-fn drop_server(stream: TcpStream, how: EndHow) {
+/// Lets go of a server connection the server ended (`how`): a reset one is dropped (nothing
+/// is left to say, and its buffers are gone); any other is closed with FIN after draining, so
+/// no unread byte turns the close into a reset.
+fn release_server(stream: TcpStream, how: EndHow, tasks: &tokio_util::task::TaskTracker) {
     debug!(?how, "server connection ended");
-    drop(stream);
+    match how {
+        EndHow::Rst => drop(stream),
+        _ => close_server(stream, tasks),
+    }
 }
