@@ -29,6 +29,13 @@ struct Idle {
     timeout: Duration,
 }
 
+impl Idle {
+    /// Within its idle time, and nothing heard from the server.
+    fn usable(&self, now: Instant) -> bool {
+        now.duration_since(self.since) < self.timeout && is_quiet(&self.stream)
+    }
+}
+
 /// The HTTP/1 pool of one group: a stack of idle sockets per server.
 pub struct RawPool {
     servers: Vec<Mutex<Vec<Idle>>>,
@@ -53,7 +60,7 @@ impl RawPool {
         let now = Instant::now();
         loop {
             let conn = slot.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-            if now.duration_since(conn.since) < conn.timeout && is_quiet(&conn.stream) {
+            if conn.usable(now) {
                 return Some(conn.stream);
             }
             tasks.spawn(close_gracefully(conn.stream, CLOSE_LINGER));
@@ -104,7 +111,7 @@ impl RawPool {
                 }
                 let (keep, stale) = std::mem::take(&mut *idle)
                     .into_iter()
-                    .partition(|c| now.duration_since(c.since) < c.timeout && is_quiet(&c.stream));
+                    .partition(|c| c.usable(now));
                 *idle = keep;
                 stale
             };
