@@ -10,7 +10,7 @@
 //! - [`upstream`]: groups at run time — selection, connect with retries, health checks.
 //! - [`end`]: the end record (who ended a connection, how, in which phase).
 //! - [`access_log`]: where records go.
-//! - [`runtime`]: a running instance and its shutdown.
+//! - [`runtime`]: a running instance and its shutdown; [`workers`]: the worker threads.
 
 pub mod access_log;
 mod clock;
@@ -23,5 +23,6 @@ pub mod net;
 pub mod runtime;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 pub use runtime::{Proxy, ShutdownReport, StartError};

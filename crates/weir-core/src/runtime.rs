@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -89,9 +90,25 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds every listener, starts health checks, then starts accepting. Nothing is started
-    /// when any listener fails to bind.
+    /// Starts weir on the current runtime alone (see [`Proxy::start_on`]).
     pub async fn start(config: &Config, sink: Arc<dyn RecordSink>) -> Result<Proxy, StartError> {
+        Proxy::start_on(config, sink, &[Handle::current()]).await
+    }
+
+    /// Binds every listener once per worker, starts health checks on the current runtime,
+    /// then starts accepting on `workers` (see [`crate::workers`]; none: the current runtime).
+    /// Nothing is started when any listener fails to bind.
+    pub async fn start_on(
+        config: &Config,
+        sink: Arc<dyn RecordSink>,
+        workers: &[Handle],
+    ) -> Result<Proxy, StartError> {
+        let current = [Handle::current()];
+        let workers = if workers.is_empty() {
+            &current[..]
+        } else {
+            workers
+        };
         let upstreams: Vec<Arc<Upstream>> = config
             .groups
             .iter()
@@ -104,7 +121,7 @@ impl Proxy {
         let group_index = |name: &str| upstreams.iter().position(|u| u.name() == name);
         let http_groups: Vec<Arc<HttpGroup>> = upstreams
             .iter()
-            .map(|u| Arc::new(HttpGroup::new(u.clone())))
+            .map(|u| Arc::new(HttpGroup::new(u.clone(), workers.len())))
             .collect();
         let http_tasks = TaskTracker::new();
 
@@ -166,18 +183,30 @@ impl Proxy {
                     Protocol::Tcp => listener.tcp_keepalive.as_ref(),
                     _ => None,
                 };
-                let socket = bind_tcp(addr, listener.backlog, keepalive)
-                    .and_then(TcpListener::from_std)
-                    .map_err(|source| StartError::Bind {
-                        listener: listener.name.clone(),
-                        addr,
-                        source,
-                    })?;
-                let local = socket.local_addr().unwrap_or(addr);
+                let bind_error = |source| StartError::Bind {
+                    listener: listener.name.clone(),
+                    addr,
+                    source,
+                };
+                // One socket per worker, watched by that worker's reactor (its connections
+                // live there); the first socket fixes the port when the config says 0.
+                let shared = workers.len() > 1;
+                let mut per_worker = Vec::with_capacity(workers.len());
+                let mut local = addr;
+                for worker in workers {
+                    let socket = bind_tcp(local, listener.backlog, keepalive, shared)
+                        .and_then(|socket| {
+                            let _in_worker = worker.enter();
+                            TcpListener::from_std(socket)
+                        })
+                        .map_err(bind_error)?;
+                    local = socket.local_addr().unwrap_or(local);
+                    per_worker.push((socket, worker.clone()));
+                }
                 sockets.push((
                     listener.name.clone(),
                     local,
-                    socket,
+                    per_worker,
                     service.clone(),
                     gate.clone(),
                 ));
@@ -203,8 +232,8 @@ impl Proxy {
         };
         let accept_tasks = TaskTracker::new();
         let mut listeners: Vec<Bound> = Vec::new();
-        for (name, local, socket, service, gate) in sockets {
-            info!(listener = %name, addr = %local, "listening");
+        for (name, local, per_worker, service, gate) in sockets {
+            info!(listener = %name, addr = %local, workers = per_worker.len(), "listening");
             match listeners.iter_mut().find(|b| b.name == name) {
                 Some(bound) => bound.addrs.push(local),
                 None => listeners.push(Bound {
@@ -212,7 +241,10 @@ impl Proxy {
                     addrs: vec![local],
                 }),
             }
-            accept_tasks.spawn(accept_loop(socket, service, gate, life.clone()));
+            for (socket, worker) in per_worker {
+                let accept = accept_loop(socket, service.clone(), gate.clone(), life.clone());
+                accept_tasks.spawn_on(accept, &worker);
+            }
         }
         Ok(Proxy {
             listeners,

@@ -23,7 +23,7 @@ use crate::serve::{build_runtime, init_tracing, wait_for_stop};
 /// Runs the demo until Ctrl-C.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     init_tracing();
-    let runtime = build_runtime(None)?;
+    let runtime = build_runtime()?;
     runtime.block_on(demo(args))
 }
 

@@ -13,6 +13,7 @@ use weir_config::{
 };
 use weir_core::Proxy;
 use weir_core::access_log::{AccessLog, RecordSink};
+use weir_core::workers::Workers;
 
 use crate::cli::{CheckArgs, ProxyArgs, RunArgs};
 
@@ -136,14 +137,18 @@ fn proxy_config(args: &ProxyArgs) -> anyhow::Result<Config> {
     })
 }
 
-/// Runs `config` on a runtime sized by `[runtime] workers` until SIGTERM or SIGINT.
+/// Runs `config` until SIGTERM or SIGINT: connections on `[runtime] workers` worker threads
+/// (one per core by default), health checks and shutdown on the main thread.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = build_runtime(config.runtime.workers)?;
-    runtime.block_on(async move {
+    let workers = Workers::start(worker_count(config.runtime.workers))
+        .context("cannot start the worker threads")?;
+    let runtime = build_runtime()?;
+    let handles = workers.handles();
+    let result = runtime.block_on(async move {
         let log = AccessLog::open(&config.log.access, config.log.format).context("cannot open the access log")?;
         let log = Arc::new(log);
         let sink: Arc<dyn RecordSink> = log.clone();
-        let proxy = Proxy::start(&config, sink).await?;
+        let proxy = Proxy::start_on(&config, sink, &handles).await?;
         let stop = wait_for_stop().await?;
         info!(signal = stop, grace = ?config.runtime.shutdown_grace, "stopping: no new connections");
         let report = proxy.shutdown(config.runtime.shutdown_grace).await;
@@ -152,18 +157,22 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             log.close();
         }
         Ok(())
-    })
+    });
+    workers.stop();
+    result
 }
 
-/// Builds the tokio runtime: `workers` threads, or one per core.
-pub fn build_runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(workers);
-    }
-    builder
+/// `workers` from the config, or one per core.
+pub fn worker_count(workers: Option<usize>) -> usize {
+    workers
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+}
+
+/// The main thread's runtime: signals, health checks, the shutdown sequence.
+pub fn build_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("weir-worker")
         .build()
         .context("cannot start the runtime")
 }

@@ -52,11 +52,11 @@ pub struct HttpGroup {
 
 impl HttpGroup {
     /// Builds the HTTP side of a group.
-    pub fn new(upstream: Arc<Upstream>) -> Self {
+    pub fn new(upstream: Arc<Upstream>, workers: usize) -> Self {
         let config = &upstream.config;
         HttpGroup {
             pool: GroupPool::new(upstream.servers.len(), &config.pool),
-            h1_pool: super::h1::pool::RawPool::new(upstream.servers.len(), &config.pool),
+            h1_pool: super::h1::pool::RawPool::new(upstream.servers.len(), workers, &config.pool),
             persist: config
                 .persistence
                 .as_ref()

@@ -33,13 +33,20 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// options every accepted socket should have: TCP_NODELAY, and keep-alive when given. Linux
 /// copies them to each accepted socket, so they cost one setsockopt(2) per listener instead
 /// of one per connection.
+///
+/// With `reuse_port`, several sockets share the address (one per worker) and the kernel
+/// spreads new connections across them.
 pub fn bind_tcp(
     addr: SocketAddr,
     backlog: u32,
     keepalive: Option<&TcpKeepalive>,
+    reuse_port: bool,
 ) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -210,7 +217,7 @@ mod tests {
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let listener =
-            TcpListener::from_std(bind_tcp(addr, 16, Some(&keepalive)).unwrap()).unwrap();
+            TcpListener::from_std(bind_tcp(addr, 16, Some(&keepalive), false).unwrap()).unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();

@@ -3,8 +3,9 @@
 //! `CancellationToken` takes a mutex shared by every connection each time it is checked or
 //! polled. A busy HTTP connection checks for shutdown several times per request, so weir gives
 //! each connection a [`Watch`] instead: the shutdown state is one atomic, and the connection's
-//! waker sits in its own `AtomicWaker`. The shared registry is locked only when a connection
-//! starts and ends, and once at shutdown to wake everyone.
+//! waker sits in its own `AtomicWaker`. The registry of wakers is locked only when a connection
+//! starts and ends, and once at shutdown to wake everyone; it is split by worker thread, so
+//! workers opening connections at the same time do not take the same lock.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,15 +13,20 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+use crate::workers;
+
 const STOPPING: u8 = 1;
 const FORCED: u8 = 2;
+
+/// Registries of wakers: one per worker, up to this many (then workers share).
+const SHARDS: usize = 16;
 
 /// The shutdown state of a runtime's connections.
 #[derive(Default)]
 pub struct Signal {
     /// 0 running, then [`STOPPING`], then [`FORCED`].
     state: AtomicU8,
-    wakers: Mutex<Slots>,
+    wakers: [Mutex<Slots>; SHARDS],
 }
 
 #[derive(Default)]
@@ -44,16 +50,19 @@ impl Signal {
         if self.state.fetch_max(to, Ordering::AcqRel) >= to {
             return;
         }
-        let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
-        for waker in wakers.slots.iter().flatten() {
-            waker.wake();
+        for shard in &self.wakers {
+            let wakers = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for waker in wakers.slots.iter().flatten() {
+                waker.wake();
+            }
         }
     }
 
     /// A watch for one connection (its task must be the only one polling it).
     pub fn watch(self: &Arc<Self>) -> Watch {
         let waker = Arc::new(AtomicWaker::new());
-        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = workers::current() % SHARDS;
+        let mut wakers = self.wakers[shard].lock().unwrap_or_else(|p| p.into_inner());
         let slot = match wakers.free.pop() {
             Some(slot) => {
                 wakers.slots[slot] = Some(waker.clone());
@@ -67,6 +76,7 @@ impl Signal {
         Watch {
             signal: self.clone(),
             waker,
+            shard,
             slot,
         }
     }
@@ -76,6 +86,7 @@ impl Signal {
 pub struct Watch {
     signal: Arc<Signal>,
     waker: Arc<AtomicWaker>,
+    shard: usize,
     slot: usize,
 }
 
@@ -115,7 +126,9 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut wakers = self.signal.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wakers = self.signal.wakers[self.shard]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = wakers.slots.get_mut(self.slot) {
             *slot = None;
             wakers.free.push(self.slot);
@@ -163,8 +176,8 @@ mod tests {
         let a = signal.watch();
         drop(signal.watch());
         let c = signal.watch();
-        assert_eq!(signal.wakers.lock().map(|w| w.slots.len()).unwrap_or(0), 2);
+        assert_eq!(signal.wakers[0].lock().map(|w| w.slots.len()).unwrap_or(0), 2);
         drop((a, c));
-        assert_eq!(signal.wakers.lock().map(|w| w.free.len()).unwrap_or(0), 2);
+        assert_eq!(signal.wakers[0].lock().map(|w| w.free.len()).unwrap_or(0), 2);
     }
 }

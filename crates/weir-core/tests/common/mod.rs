@@ -23,12 +23,17 @@ impl Harness {
     /// Starts a proxy from a full TOML config whose first listener is named `lb` and binds
     /// `127.0.0.1:0`.
     pub async fn start(toml: &str) -> Harness {
+        Harness::start_on(toml, &[]).await
+    }
+
+    /// As [`Harness::start`], serving connections on `workers` (none: the test's runtime).
+    pub async fn start_on(toml: &str, workers: &[tokio::runtime::Handle]) -> Harness {
         let loaded = match weir_config::parse(toml, "test.toml") {
             Ok(loaded) => loaded,
             Err(diags) => panic!("test config rejected:\n{diags}\n---\n{toml}"),
         };
         let (tx, records) = mpsc::unbounded_channel();
-        let proxy = Proxy::start(&loaded.config, Arc::new(ChannelSink(tx)))
+        let proxy = Proxy::start_on(&loaded.config, Arc::new(ChannelSink(tx)), workers)
             .await
             .expect("proxy starts");
         let addr = proxy.local_addrs("lb")[0];

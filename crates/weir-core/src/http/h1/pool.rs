@@ -10,6 +10,9 @@
 //! already knows whether anything arrived since the last response. A connection the server
 //! has closed (or that has unexpected bytes) is closed by weir with FIN, never reused.
 //! Expired connections are closed by a periodic sweep, also with FIN after draining.
+//!
+//! Each worker thread has its own stacks: a socket is watched by the reactor of the worker
+//! that opened it, and a connection served on one worker never waits on another's.
 
 use std::io;
 use std::sync::Mutex;
@@ -22,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::http::pool::idle_timeout;
 use crate::l4::forward::CLOSE_LINGER;
 use crate::net::close::close_gracefully;
+use crate::workers;
 
 struct Idle {
     stream: TcpStream,
@@ -36,27 +40,42 @@ impl Idle {
     }
 }
 
-/// The HTTP/1 pool of one group: a stack of idle sockets per server.
+/// The HTTP/1 pool of one group: per worker, a stack of idle sockets per server.
 pub struct RawPool {
-    servers: Vec<Mutex<Vec<Idle>>>,
+    /// Worker `w`'s stack for server `s` is at `w * servers + s`.
+    stacks: Vec<Mutex<Vec<Idle>>>,
+    servers: usize,
     idle_timeout: Duration,
     max_idle: usize,
 }
 
 impl RawPool {
-    /// An empty pool for `servers` servers.
-    pub fn new(servers: usize, config: &weir_config::Pool) -> Self {
+    /// An empty pool for `servers` servers and `workers` worker threads.
+    pub fn new(servers: usize, workers: usize, config: &weir_config::Pool) -> Self {
         RawPool {
-            servers: (0..servers).map(|_| Mutex::new(Vec::new())).collect(),
+            stacks: (0..servers * workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+            servers,
             idle_timeout: config.idle_timeout,
             max_idle: config.max_idle_per_server,
         }
     }
 
+    /// The calling worker's stack for `server`.
+    fn stack(&self, server: usize) -> Option<&Mutex<Vec<Idle>>> {
+        if server >= self.servers {
+            return None;
+        }
+        let workers = self.stacks.len() / self.servers;
+        self.stacks
+            .get(workers::current() % workers * self.servers + server)
+    }
+
     /// An idle connection to `server` that is still open and within its idle time.
     /// Connections found closed or expired are closed on `tasks`.
     pub fn checkout(&self, server: usize, tasks: &TaskTracker) -> Option<TcpStream> {
-        let slot = self.servers.get(server)?;
+        let slot = self.stack(server)?;
         let now = Instant::now();
         loop {
             let conn = slot.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
@@ -78,7 +97,7 @@ impl RawPool {
         tasks: &TaskTracker,
     ) {
         let timeout = idle_timeout(self.idle_timeout, keep_alive_hint);
-        let slot = match self.servers.get(server) {
+        let slot = match self.stack(server) {
             Some(slot) if self.max_idle > 0 && !timeout.is_zero() => slot,
             _ => {
                 tasks.spawn(close_gracefully(stream, CLOSE_LINGER));
@@ -103,7 +122,7 @@ impl RawPool {
     /// Closes connections past their idle time or closed by their server.
     pub fn sweep(&self, tasks: &TaskTracker) {
         let now = Instant::now();
-        for slot in &self.servers {
+        for slot in &self.stacks {
             let stale: Vec<Idle> = {
                 let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.is_empty() {
@@ -123,7 +142,7 @@ impl RawPool {
 
     /// Closes every idle connection (shutdown).
     pub fn clear(&self, tasks: &TaskTracker) {
-        for slot in &self.servers {
+        for slot in &self.stacks {
             let idle = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
             for conn in idle {
                 tasks.spawn(close_gracefully(conn.stream, CLOSE_LINGER));
@@ -131,11 +150,17 @@ impl RawPool {
         }
     }
 
-    /// Idle connections held (for tests).
+    /// Idle connections to `server` held, on all workers (for tests).
     pub fn idle(&self, server: usize) -> usize {
-        self.servers
-            .get(server)
-            .map_or(0, |s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+        if server >= self.servers {
+            return 0;
+        }
+        self.stacks
+            .iter()
+            .skip(server)
+            .step_by(self.servers)
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 }
 
@@ -148,5 +173,54 @@ fn is_quiet(stream: &TcpStream) -> bool {
         Err(err) => err.kind() == io::ErrorKind::WouldBlock,
         // A FIN (0) or unexpected bytes: either way it cannot carry a request.
         Ok(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::{Arc, mpsc};
+
+    use super::*;
+    use crate::workers::Workers;
+
+    /// Runs `f` on the worker behind `handle` and returns its result.
+    fn on<T: Send + 'static>(
+        handle: &tokio::runtime::Handle,
+        f: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = mpsc::channel();
+        handle.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn a_worker_reuses_only_the_connections_it_opened() {
+        let workers = Workers::start(2).unwrap();
+        let handles = workers.handles();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = Arc::new(RawPool::new(1, 2, &weir_config::Pool::default()));
+        let tasks = TaskTracker::new();
+
+        let (p, t) = (pool.clone(), tasks.clone());
+        on(&handles[0], async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            p.checkin(0, stream, None, &t);
+        });
+        let _accepted = server.accept().unwrap();
+        assert_eq!(pool.idle(0), 1);
+
+        let (p, t) = (pool.clone(), tasks.clone());
+        let other = on(&handles[1], async move { p.checkout(0, &t).is_some() });
+        assert!(!other, "worker 1 does not take worker 0's connection");
+        let (p, t) = (pool.clone(), tasks.clone());
+        let own = on(&handles[0], async move { p.checkout(0, &t).is_some() });
+        assert!(own, "worker 0 reuses its own connection");
+        assert_eq!(pool.idle(0), 0);
+        workers.stop();
     }
 }
