@@ -218,11 +218,12 @@ impl Proxy {
         for upstream in &upstreams {
             spawn_checks(upstream, &health_stop, &health_tasks);
         }
-        health_tasks.spawn(sweep_pools(
-            http_groups.clone(),
-            http_tasks.clone(),
-            health_stop.clone(),
-        ));
+        health_tasks.spawn(sweep_h2_pools(http_groups.clone(), health_stop.clone()));
+        for worker in workers {
+            let sweep =
+                sweep_h1_pools(http_groups.clone(), http_tasks.clone(), health_stop.clone());
+            health_tasks.spawn_on(sweep, worker);
+        }
 
         let life = Lifecycle {
             stop_accepting: CancellationToken::new(),
@@ -319,16 +320,32 @@ impl Proxy {
 /// How often idle server connections past their idle time are dropped.
 const POOL_SWEEP: Duration = Duration::from_millis(250);
 
-async fn sweep_pools(groups: Vec<Arc<HttpGroup>>, tasks: TaskTracker, stop: CancellationToken) {
+/// Closes the HTTP/2 pools' expired connections.
+async fn sweep_h2_pools(groups: Vec<Arc<HttpGroup>>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(POOL_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => groups.iter().for_each(|g| {
-                g.pool.sweep();
-                g.h1_pool.sweep(&tasks);
-            }),
+            _ = tick.tick() => groups.iter().for_each(|g| g.pool.sweep()),
+        }
+    }
+}
+
+/// Closes the expired HTTP/1 server connections of the worker it runs on, so each socket is
+/// closed by the reactor that watches it.
+///
+/// The tick also keeps a timer due within `POOL_SWEEP` in the worker's timer wheel. Without
+/// one, the wheel is often empty when the worker polls for events, and tokio then wakes its
+/// own thread (an eventfd write) whenever a connection sets a timer: one more system call per
+/// new connection.
+async fn sweep_h1_pools(groups: Vec<Arc<HttpGroup>>, tasks: TaskTracker, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(POOL_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => groups.iter().for_each(|g| g.h1_pool.sweep(&tasks)),
         }
     }
 }

@@ -176,8 +176,14 @@ mod tests {
         let a = signal.watch();
         drop(signal.watch());
         let c = signal.watch();
-        assert_eq!(signal.wakers[0].lock().map(|w| w.slots.len()).unwrap_or(0), 2);
+        assert_eq!(
+            signal.wakers[0].lock().map(|w| w.slots.len()).unwrap_or(0),
+            2
+        );
         drop((a, c));
-        assert_eq!(signal.wakers[0].lock().map(|w| w.free.len()).unwrap_or(0), 2);
+        assert_eq!(
+            signal.wakers[0].lock().map(|w| w.free.len()).unwrap_or(0),
+            2
+        );
     }
 }

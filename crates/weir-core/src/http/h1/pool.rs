@@ -119,10 +119,14 @@ impl RawPool {
         }
     }
 
-    /// Closes connections past their idle time or closed by their server.
+    /// Closes the calling worker's connections past their idle time or closed by their
+    /// server.
     pub fn sweep(&self, tasks: &TaskTracker) {
         let now = Instant::now();
-        for slot in &self.stacks {
+        for server in 0..self.servers {
+            let Some(slot) = self.stack(server) else {
+                continue;
+            };
             let stale: Vec<Idle> = {
                 let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.is_empty() {
