@@ -20,7 +20,7 @@ use crate::http::service::{HttpGroup, HttpService};
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig};
 use crate::l4::tcp::TcpService;
 use crate::limits::Gate;
-use crate::listener::{Lifecycle, Service, accept_loop, bind_tcp};
+use crate::listener::{Lifecycle, Service, accept_loop, bind_tcp, ensure_free};
 use crate::tls::server_config;
 use crate::upstream::health::spawn_checks;
 use crate::upstream::{ServerState, Upstream};
@@ -191,6 +191,12 @@ impl Proxy {
                 // One socket per worker, watched by that worker's reactor (its connections
                 // live there); the first socket fixes the port when the config says 0.
                 let shared = workers.len() > 1;
+                if shared && addr.port() != 0 {
+                    // SO_REUSEPORT would let these sockets join another process's on the
+                    // same port, silently sharing its traffic: first make sure the address is
+                    // free, as a plain bind does.
+                    ensure_free(addr).map_err(bind_error)?;
+                }
                 let mut per_worker = Vec::with_capacity(workers.len());
                 let mut local = addr;
                 for worker in workers {

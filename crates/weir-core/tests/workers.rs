@@ -97,3 +97,35 @@ async fn every_worker_forwards_tcp() {
     h.shutdown(Duration::from_secs(1)).await;
     workers.stop();
 }
+
+#[tokio::test]
+async fn a_second_instance_cannot_share_a_port_through_reuseport() {
+    let backend = HttpBackend::start("a").await;
+    let workers = Workers::start(2).unwrap();
+    let first = Harness::start_on(
+        &http_config(&[backend.addr()], "", "", NO_CHECK),
+        &workers.handles(),
+    )
+    .await;
+    let toml = common::web_config(
+        "http",
+        &first.addr.to_string(),
+        &[backend.addr()],
+        "",
+        "",
+        NO_CHECK,
+    );
+    let loaded = weir_config::parse(&toml, "second.toml").unwrap();
+    let (tx, _records) = tokio::sync::mpsc::unbounded_channel();
+    let sink = std::sync::Arc::new(weir_core::access_log::ChannelSink(tx));
+    let second = weir_core::Proxy::start_on(&loaded.config, sink, &workers.handles()).await;
+    match second {
+        Err(weir_core::StartError::Bind { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
+        }
+        Err(other) => panic!("expected a bind error, got {other}"),
+        Ok(_) => panic!("a second proxy joined the first one's port"),
+    }
+    drop(first);
+    workers.stop();
+}

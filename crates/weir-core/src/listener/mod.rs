@@ -60,6 +60,17 @@ pub fn bind_tcp(
     Ok(socket.into())
 }
 
+/// Fails as [`bind_tcp`] would without SO_REUSEPORT when another socket listens on `addr`.
+/// The probe only binds, never listens, so no connection can land on it.
+pub fn ensure_free(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
 /// Tokens and tracker a listener's connections share with the runtime.
 #[derive(Clone)]
 pub struct Lifecycle {
