@@ -6,9 +6,12 @@
 //! bytes and a busy thread reuses the same warm buffers instead of asking the allocator.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// Size of a pooled buffer: a typical request or response head and a small body fit in one
 /// read.
@@ -92,19 +95,41 @@ impl Buf {
     /// Reads once from `stream` into free space, growing the buffer up to `limit` bytes of
     /// unused data. Returns the number of bytes read (0 at end of stream, or when the buffer
     /// already holds `limit` bytes).
-    pub async fn read_from<S>(&mut self, stream: &mut S, limit: usize) -> io::Result<usize>
+    ///
+    /// The future is three words and `Unpin`: an `async fn` would keep its arguments twice
+    /// (as arguments and as locals), and connections wait on it a lot.
+    pub fn read_from<S>(
+        &mut self,
+        stream: &mut S,
+        limit: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Unpin
+    where
+        S: AsyncRead + Unpin + ?Sized,
+    {
+        poll_fn(move |cx| self.poll_read_from(cx, stream, limit))
+    }
+
+    /// [`Buf::read_from`] as a poll.
+    fn poll_read_from<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut S,
+        limit: usize,
+    ) -> Poll<io::Result<usize>>
     where
         S: AsyncRead + Unpin + ?Sized,
     {
         if !self.make_room(limit) {
-            return Ok(0);
+            return Poll::Ready(Ok(0));
         }
-        let n = stream.read(&mut self.data[self.end..]).await?;
+        let mut free = ReadBuf::new(&mut self.data[self.end..]);
+        ready!(Pin::new(stream).poll_read(cx, &mut free))?;
+        let n = free.filled().len();
         self.end += n;
         if n == 0 {
             self.release();
         }
-        Ok(n)
+        Poll::Ready(Ok(n))
     }
 
     /// Reads from a socket without waiting: `WouldBlock` when nothing is there.

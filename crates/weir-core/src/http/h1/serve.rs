@@ -205,24 +205,50 @@ enum Interrupt {
 /// deadline than the one it is set for; when it fires for a deadline that is no longer
 /// current, it is set again. So a busy connection, whose deadlines all lie a timeout ahead,
 /// rarely touches the timer wheel.
-async fn within<F: Future>(
-    timer: &mut Pin<&mut Sleep>,
-    watch: &Watch,
+///
+/// `fut` must be `Unpin` (a `poll_fn`, or a future pinned by the caller with
+/// `std::pin::pin!`): the wait is then `fut` and four words, where an `async fn` would keep
+/// `fut` twice.
+fn within<'a, 'p, F: Future + Unpin>(
+    timer: &'a mut Pin<&'p mut Sleep>,
+    watch: &'a Watch,
     deadline: Instant,
     stop: bool,
     fut: F,
-) -> Result<F::Output, Interrupt> {
-    let mut fut = std::pin::pin!(fut);
-    poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+) -> Within<'a, 'p, F> {
+    Within {
+        timer,
+        watch,
+        deadline,
+        stop,
+        fut,
+    }
+}
+
+/// The future of [`within`].
+struct Within<'a, 'p, F> {
+    timer: &'a mut Pin<&'p mut Sleep>,
+    watch: &'a Watch,
+    deadline: Instant,
+    stop: bool,
+    fut: F,
+}
+
+impl<F: Future + Unpin> Future for Within<'_, '_, F> {
+    type Output = Result<F::Output, Interrupt>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(out) = Pin::new(&mut this.fut).poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        if watch.poll_force(cx).is_ready() {
+        if this.watch.poll_force(cx).is_ready() {
             return Poll::Ready(Err(Interrupt::Forced));
         }
-        if stop && watch.poll_stop(cx).is_ready() {
+        if this.stop && this.watch.poll_stop(cx).is_ready() {
             return Poll::Ready(Err(Interrupt::Stopped));
         }
+        let (timer, deadline) = (&mut *this.timer, this.deadline);
         loop {
             if timer.deadline() > deadline {
                 timer.as_mut().reset(deadline);
@@ -236,8 +262,7 @@ async fn within<F: Future>(
                 Poll::Ready(()) => timer.as_mut().reset(deadline),
             }
         }
-    })
-    .await
+    }
 }
 
 struct Conn<'a, 'p, S> {
@@ -471,12 +496,15 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         idle_since: Instant,
     ) -> Result<(), HeadWait> {
         let settings = &self.svc.settings;
-        let (deadline, on_timeout) = match head_started {
-            Some(started) => (
-                started + settings.request_header_timeout,
-                HeadWait::HeadTimeout,
-            ),
-            None => (idle_since + self.svc.idle_timeout, HeadWait::Quiet),
+        let deadline = match head_started {
+            Some(started) => started + settings.request_header_timeout,
+            None => idle_since + self.svc.idle_timeout,
+        };
+        // What a timeout means is decided after the wait: a `HeadWait` is large, and one
+        // kept across the wait would sit in every idle connection.
+        let on_timeout = |head_started: Option<Instant>| match head_started {
+            Some(_) => HeadWait::HeadTimeout,
+            None => HeadWait::Quiet,
         };
         let idle = head_started.is_none() && self.rbuf.is_empty();
         if idle {
@@ -484,7 +512,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             let client = &self.client;
             let ready = poll_fn(|cx| client.poll_read_ready(cx));
             match within(&mut self.timer, &self.watch, deadline, true, ready).await {
-                Err(Interrupt::Timeout) => return Err(on_timeout),
+                Err(Interrupt::Timeout) => return Err(on_timeout(head_started)),
                 Err(_) => return Err(HeadWait::Stopped),
                 Ok(Err(_)) => return Err(HeadWait::Quiet),
                 Ok(Ok(())) => {}
@@ -493,7 +521,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         let limit = settings.max_header_size.max(BUF_SIZE);
         let read = self.rbuf.read_from(&mut self.client, limit);
         match within(&mut self.timer, &self.watch, deadline, false, read).await {
-            Err(Interrupt::Timeout) => Err(on_timeout),
+            Err(Interrupt::Timeout) => Err(on_timeout(head_started)),
             Err(_) => Err(HeadWait::Stopped),
             Ok(Ok(0)) | Ok(Err(_)) => Err(HeadWait::Quiet),
             Ok(Ok(_)) => Ok(()),
@@ -1142,13 +1170,13 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             let read_deadline = Instant::now() + idle;
             let (client, rbuf) = (&mut self.client, &mut self.rbuf);
-            let step = async {
+            let step = std::pin::pin!(async {
                 tokio::select! {
                     biased;
                     ready = server.readable() => Step::Server(ready.is_ok()),
                     read = rbuf.read_from(client, BODY_CHUNK) => Step::Client(read),
                 }
-            };
+            });
             match within(&mut self.timer, &self.watch, read_deadline, false, step).await {
                 Err(Interrupt::Timeout) => return Err(SendFail::Client(EndHow::Timeout)),
                 Err(_) => return Err(SendFail::Forced),
@@ -1475,10 +1503,10 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     /// Writes to the client and flushes (TLS), within the listener's `idle_timeout`.
     async fn write_client(&mut self, bytes: &[u8]) -> Result<(), WriteFail> {
         let client = &mut self.client;
-        let write = async {
+        let write = std::pin::pin!(async {
             client.write_all(bytes).await?;
             client.flush().await
-        };
+        });
         let deadline = Instant::now() + self.svc.idle_timeout;
         match within(&mut self.timer, &self.watch, deadline, false, write).await {
             Ok(Ok(())) => Ok(()),
@@ -1617,7 +1645,8 @@ async fn write_server_bytes(
             Ok(n) => bytes = &bytes[n..],
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 let interest = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
-                let ready = within(timer, watch, deadline, false, server.ready(interest)).await;
+                let ready = std::pin::pin!(server.ready(interest));
+                let ready = within(timer, watch, deadline, false, ready).await;
                 match ready {
                     Err(Interrupt::Timeout) => return Err(SendFail::Timeout),
                     Err(_) => return Err(SendFail::Forced),
