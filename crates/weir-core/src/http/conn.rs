@@ -15,6 +15,7 @@
 //! directly rather than hyper-util's `auto` (which would only sniff the preface again).
 
 use std::convert::Infallible;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,8 +36,9 @@ use super::h1::serve::ConnFacts;
 use super::service::{ConnInfo, HttpService};
 use crate::end::{End, EndBy, EndHow, EndPhase, Record};
 use crate::l4::forward::CLOSE_LINGER;
-use crate::limits::Refusal;
+use crate::limits::{ConnPermit, Refusal};
 use crate::listener::Lifecycle;
+use crate::listener::signal::Signal;
 use crate::net::close::{close_gracefully, drain_and_close};
 use crate::tls::detect::{FirstBytes, peek_first_bytes, reject_plain_http};
 
@@ -69,46 +71,48 @@ impl HttpEntry {
         }
     }
 
-    /// Serves one accepted connection to its end.
-    pub async fn serve(
+    /// Serves one accepted connection to its end; `admitted` is what the listener's ACL and
+    /// limits said of it (a refused connection is answered 403 or 503, then closed).
+    ///
+    /// The future is what `spawn` allocates for every connection, so it is kept small: not an
+    /// `async fn` (which would hold every argument twice, as argument and as local), one
+    /// `Arc` of the lifecycle rather than all of it, and TLS and HTTP/2 on the heap.
+    pub fn serve(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         local_port: u16,
-        life: Lifecycle,
-        refusal: Option<Refusal>,
-    ) {
-        // TCP_NODELAY comes from the listening socket.
-        match self.tls.clone() {
-            None => {
-                self.serve_plain(stream, peer, local_port, life, refusal)
-                    .await
-            }
-            // TLS state is large: only https connections carry it.
-            Some(acceptor) => {
-                Box::pin(self.serve_tls(acceptor, stream, peer, local_port, life, refusal)).await
-            }
-        }
-    }
-
-    async fn serve_plain(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        local_port: u16,
-        life: Lifecycle,
-        refusal: Option<Refusal>,
-    ) {
+        life: &Lifecycle,
+        admitted: Result<ConnPermit, Refusal>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (permit, refusal) = match admitted {
+            Ok(permit) => (Some(permit), None),
+            Err(refusal) => (None, Some(refusal)),
+        };
         let facts = ConnFacts {
             peer,
             local_port,
             tls_version: None,
             refusal,
         };
-        if let Some(h2) = h1::serve::serve(&self.service, stream, facts, &life).await {
-            // HTTP/2 with prior knowledge: hyper serves it, from the bytes already read.
-            let io = ClientIo::with_prefix(h2.stream, h2.read);
-            Box::pin(self.run(io, peer, local_port, None, &life, refusal)).await;
+        // The HTTP engines watch shutdown through `signal` alone.
+        let signal = life.signal.clone();
+        async move {
+            // TCP_NODELAY comes from the listening socket.
+            match &self.tls {
+                None => {
+                    let h2 = h1::serve::serve(&self.service, stream, &facts, &signal).await;
+                    // HTTP/2 with prior knowledge: hyper serves it, from the bytes already read.
+                    if let Some(io) = h2.map(|h2| ClientIo::with_prefix(h2.stream, h2.read)) {
+                        Box::pin(self.run(io, &facts, &signal)).await;
+                    }
+                }
+                // TLS state is large: only https connections carry it.
+                Some(acceptor) => {
+                    Box::pin(self.serve_tls(acceptor.clone(), stream, facts, &signal)).await;
+                }
+            }
+            drop(permit);
         }
     }
 
@@ -116,11 +120,10 @@ impl HttpEntry {
         &self,
         acceptor: TlsAcceptor,
         stream: TcpStream,
-        peer: SocketAddr,
-        local_port: u16,
-        life: Lifecycle,
-        refusal: Option<Refusal>,
+        facts: ConnFacts,
+        signal: &Arc<Signal>,
     ) {
+        let peer = facts.peer;
         let header_timeout = self.service.settings.request_header_timeout;
         match peek_first_bytes(&stream, header_timeout).await {
             Ok(FirstBytes::PlainHttp) => {
@@ -158,18 +161,16 @@ impl HttpEntry {
             }
         };
         let (version, alpn) = crate::tls::describe(tls_stream.get_ref().1);
+        let facts = ConnFacts {
+            tls_version: Some(version),
+            ..facts
+        };
         if alpn == Some(b"h2".as_slice()) {
             let io = ClientIo::new(tls_stream);
-            Box::pin(self.run(io, peer, local_port, Some(version), &life, refusal)).await;
+            Box::pin(self.run(io, &facts, signal)).await;
             return;
         }
-        let facts = ConnFacts {
-            peer,
-            local_port,
-            tls_version: Some(version),
-            refusal,
-        };
-        if let Some(h2) = h1::serve::serve(&self.service, tls_stream, facts, &life).await {
+        if let Some(h2) = h1::serve::serve(&self.service, tls_stream, &facts, signal).await {
             // Not reached: prior-knowledge HTTP/2 is only recognised on plain connections.
             drop(h2);
         }
@@ -178,23 +179,17 @@ impl HttpEntry {
     /// Serves an HTTP/2 connection with hyper until it ends, is idle for `idle_timeout` (then
     /// GOAWAY, and the close at most [`CLOSE_LINGER`] later), or shutdown forces it closed;
     /// then closes with FIN after draining what the client still sends.
-    async fn run<S: ClientStream>(
-        &self,
-        io: ClientIo<S>,
-        peer: SocketAddr,
-        local_port: u16,
-        tls_version: Option<&'static str>,
-        life: &Lifecycle,
-        refusal: Option<Refusal>,
-    ) {
+    async fn run<S: ClientStream>(&self, io: ClientIo<S>, facts: &ConnFacts, signal: &Arc<Signal>) {
+        let peer = facts.peer;
         let handle = io.handle();
         let info = Arc::new(ConnInfo {
             client: peer,
-            local_port,
-            tls_version,
+            local_port: facts.local_port,
+            tls_version: facts.tls_version,
             activity: Arc::new(Activity::new()),
-            refusal,
+            refusal: facts.refusal,
         });
+        let watch = signal.watch();
         let activity = info.activity.clone();
         let service = self.service.clone();
         let svc = service_fn(move |req| {
@@ -227,8 +222,8 @@ impl HttpEntry {
                         }
                         break Stop::Finished;
                     }
-                    _ = life.force_close.cancelled() => break Stop::Forced,
-                    _ = life.stop_accepting.cancelled(), if !draining => {
+                    _ = poll_fn(|cx| watch.poll_force(cx)) => break Stop::Forced,
+                    _ = poll_fn(|cx| watch.poll_stop(cx)), if !draining => {
                         // GOAWAY: streams in flight finish, no new ones are accepted.
                         draining = true;
                         conn.as_mut().graceful_shutdown();
@@ -333,20 +328,23 @@ mod tests {
             connections: Default::default(),
             signal: Default::default(),
         };
+        let facts = ConnFacts {
+            peer: addr,
+            local_port: 0,
+            tls_version: None,
+            refusal: None,
+        };
         let h1 = h1::serve::serve(
             &entry.service,
             TcpStream::connect(addr).await.unwrap(),
-            ConnFacts {
-                peer: addr,
-                local_port: 0,
-                tls_version: None,
-                refusal: None,
-            },
-            &life,
+            &facts,
+            &life.signal,
         );
         eprintln!("h1::serve future: {} bytes", std::mem::size_of_val(&h1));
         drop(h1);
-        let serve = entry.serve(client, addr, addr.port(), life, None);
+        let gate = Arc::new(crate::limits::Gate::default());
+        let admitted = gate.admit_connection(addr.ip());
+        let serve = entry.serve(client, addr, addr.port(), &life, admitted);
         let size = std::mem::size_of_val(&serve);
         eprintln!("HttpEntry::serve future: {size} bytes");
         // About 1.5 KB today: an idle HTTP/1 connection holds only its read loop (TLS, HTTP/2

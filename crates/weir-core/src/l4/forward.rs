@@ -18,7 +18,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 use weir_config::CloseMode;
 
 use super::direction::{Fault, Half, Side};
@@ -115,12 +114,13 @@ enum Stop {
 }
 
 /// Forwards between `client` and `server` until both directions are done or something ends
-/// the connection. Closing is left to the caller (see [`Forwarded::closing`]).
+/// the connection (`shutdown`, ready when the shutdown grace is over, among them). Closing is
+/// left to the caller (see [`Forwarded::closing`]).
 pub async fn forward<C: Endpoint, S: Endpoint>(
     mut client: C,
     mut server: S,
     config: &ForwardConfig,
-    shutdown: &CancellationToken,
+    shutdown: impl Future<Output = ()>,
 ) -> Forwarded<C, S> {
     let may_splice = config.splice && client.as_tcp().is_some() && server.as_tcp().is_some();
     let mut up = Half::new(Side::Client, may_splice);
@@ -128,7 +128,7 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
     let mut first_fin: Option<Side> = None;
     let mut idle = std::pin::pin!(tokio::time::sleep(config.idle_timeout));
     let mut last_activity = Instant::now();
-    let mut cancelled = std::pin::pin!(shutdown.cancelled());
+    let mut cancelled = std::pin::pin!(shutdown);
 
     let stop = poll_fn(|cx| {
         if cancelled.as_mut().poll(cx).is_ready() {

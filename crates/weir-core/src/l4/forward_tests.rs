@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 use weir_testkit::{blob_bytes, fnv1a64};
 
 use super::*;
@@ -97,7 +98,7 @@ async fn bulk_between_tcp_sockets_is_spliced() {
     let (server_peer, server) = tcp_pair().await;
     let cancel = CancellationToken::new();
     let forwarding = tokio::spawn(async move {
-        let forwarded = forward(client, server, &config(), &cancel).await;
+        let forwarded = forward(client, server, &config(), cancel.cancelled()).await;
         (forwarded.bytes_in, forwarded.spliced_in, forwarded.end)
     });
     let (client_rd, client_wr) = client_peer.into_split();
@@ -117,7 +118,7 @@ async fn bulk_from_a_stream_that_is_not_tcp_is_copied() {
     let (server_peer, server) = tcp_pair().await;
     let cancel = CancellationToken::new();
     let forwarding = tokio::spawn(async move {
-        let forwarded = forward(NotTcp(client), server, &config(), &cancel).await;
+        let forwarded = forward(NotTcp(client), server, &config(), cancel.cancelled()).await;
         (
             forwarded.bytes_in,
             forwarded.spliced_in,

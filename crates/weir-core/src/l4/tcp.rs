@@ -68,7 +68,7 @@ impl TcpService {
         record.retries = conn.retries;
         record.connect_time = Some(conn.connect_time);
 
-        let forwarded = forward(client, conn.stream, &self.forward, &shutdown).await;
+        let forwarded = forward(client, conn.stream, &self.forward, shutdown.cancelled()).await;
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
         if forwarded.spliced_in | forwarded.spliced_out != 0 {

@@ -170,16 +170,8 @@ fn spawn_connection(
             });
         }
         Service::Http(http) => {
-            let http = http.clone();
-            let conn_life = life.clone();
-            spawn_traced(life, service, peer, async move {
-                let (permit, refusal) = match admitted {
-                    Ok(permit) => (Some(permit), None),
-                    Err(refusal) => (None, Some(refusal)),
-                };
-                http.serve(stream, peer, port, conn_life, refusal).await;
-                drop(permit);
-            });
+            let task = http.clone().serve(stream, peer, port, life, admitted);
+            spawn_traced(life, service, peer, task);
         }
     }
 }

@@ -45,8 +45,7 @@ use crate::http::service::{HttpGroup, HttpService};
 use crate::http::validate::Reject;
 use crate::l4::forward::{CLOSE_LINGER, is_reset};
 use crate::limits::Refusal;
-use crate::listener::Lifecycle;
-use crate::listener::signal::Watch;
+use crate::listener::signal::{Signal, Watch};
 use crate::net::close::drain_and_close;
 use crate::upstream::connect::connect_one;
 
@@ -71,6 +70,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// What weir knows about a client connection.
+#[derive(Debug, Clone, Copy)]
 pub struct ConnFacts {
     /// Client address.
     pub peer: SocketAddr,
@@ -94,60 +94,88 @@ pub struct H2Handoff<S> {
 
 /// Serves an HTTP/1 connection to its end and closes it, or hands it back when it speaks
 /// HTTP/2.
-pub async fn serve<S: ClientStream>(
-    svc: &HttpService,
-    stream: S,
-    facts: ConnFacts,
-    life: &Lifecycle,
-) -> Option<H2Handoff<S>> {
-    let timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + svc.idle_timeout));
-    let mut conn = Conn {
-        svc,
-        client: stream,
-        rbuf: Buf::new(),
-        ip: IpText::new(facts.peer.ip()),
-        facts,
-        watch: life.signal.watch(),
-        timer,
-        requests: 0,
-    };
-    let finish = conn.run().await;
-    let Conn {
-        client,
-        rbuf,
-        facts,
-        ..
-    } = conn;
+///
+/// The future lives in every connection's task, so it is built to stay small: not an
+/// `async fn` (which would keep `stream` twice, as argument and as local), `facts` borrowed
+/// from the caller, and everything but the read loop (an exchange, the close, a tunnel) on the
+/// heap while it runs.
+#[allow(clippy::manual_async_fn, reason = "an async fn would keep `stream` twice")]
+pub fn serve<'a, S: ClientStream>(
+    svc: &'a HttpService,
+    mut stream: S,
+    facts: &'a ConnFacts,
+    signal: &'a Arc<Signal>,
+) -> impl Future<Output = Option<H2Handoff<S>>> + 'a {
+    async move {
+        let timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + svc.idle_timeout));
+        let mut conn = Conn {
+            svc,
+            client: &mut stream,
+            rbuf: Buf::new(),
+            ip: IpText::new(facts.peer.ip()),
+            facts,
+            watch: signal.watch(),
+            timer,
+            idle_since: Instant::now(),
+            requests: 0,
+        };
+        let finish = conn.run().await;
+        let Conn { rbuf, watch, .. } = conn;
+        let closing = match ending(finish, stream, rbuf, watch) {
+            Ending::H2(handoff) => return Some(handoff),
+            Ending::Done => return None,
+            Ending::Closing(closing) => closing,
+        };
+        // One await for every close, on the heap: the close's timers and a tunnel are large,
+        // and locals kept across several awaits would each take room in every connection.
+        Box::pin(closing.run(svc, facts.peer)).await;
+        None
+    }
+}
+
+/// What becomes of a client connection once its loop ended.
+enum Ending<S> {
+    /// Handed over to the HTTP/2 server.
+    H2(H2Handoff<S>),
+    /// Closed already, or gone.
+    Done,
+    /// Work left to do.
+    Closing(Closing<S>),
+}
+
+/// Closing work left after a client connection's loop.
+enum Closing<S> {
+    /// Close with FIN (after this answer, if any), draining what the client still sends.
+    Close(S, Option<OutBuf>),
+    /// Forward bytes both ways (`rbuf` holds the client's first tunnelled bytes), then close.
+    Tunnel(Box<tunnel::Tunnel>, S, Buf, Watch),
+}
+
+fn ending<S: ClientStream>(finish: Finish, client: S, rbuf: Buf, watch: Watch) -> Ending<S> {
     match finish {
-        Finish::H2 => Some(H2Handoff {
+        Finish::H2 => Ending::H2(H2Handoff {
             stream: client,
             read: rbuf.filled().to_vec(),
         }),
-        Finish::Close(answer) => {
-            drop(rbuf);
-            // The close's timers live on the heap, only while it runs.
-            Box::pin(close_client(client, answer)).await;
-            None
-        }
-        Finish::CloseQuiet if rbuf.is_empty() => {
-            drop(rbuf);
-            if let Err(client) = client.close_if_quiet() {
-                Box::pin(close_client(client, None)).await;
+        // The client is gone (reset, error): nothing to say.
+        Finish::Gone => Ending::Done,
+        Finish::CloseQuiet if rbuf.is_empty() => match client.close_if_quiet() {
+            Ok(()) => Ending::Done,
+            Err(client) => Ending::Closing(Closing::Close(client, None)),
+        },
+        Finish::CloseQuiet => Ending::Closing(Closing::Close(client, None)),
+        Finish::Close(answer) => Ending::Closing(Closing::Close(client, answer)),
+        Finish::Tunnel(tunnel) => Ending::Closing(Closing::Tunnel(tunnel, client, rbuf, watch)),
+    }
+}
+
+impl<S: ClientStream> Closing<S> {
+    async fn run(self, svc: &HttpService, peer: SocketAddr) {
+        match self {
+            Closing::Close(client, answer) => close_client(client, answer).await,
+            Closing::Tunnel(tunnel, client, rbuf, watch) => {
+                tunnel.run(svc, client, rbuf, peer, &watch).await;
             }
-            None
-        }
-        Finish::CloseQuiet => {
-            drop(rbuf);
-            Box::pin(close_client(client, None)).await;
-            None
-        }
-        Finish::Gone => {
-            // The client is gone (reset, error): nothing to say.
-            None
-        }
-        Finish::Tunnel(tunnel) => {
-            Box::pin(tunnel.run(svc, client, rbuf, facts.peer, life)).await;
-            None
         }
     }
 }
@@ -267,15 +295,17 @@ impl<F: Future + Unpin> Future for Within<'_, '_, F> {
 
 struct Conn<'a, 'p, S> {
     svc: &'a HttpService,
-    client: S,
+    client: &'p mut S,
     /// Bytes from the client not used yet.
     rbuf: Buf,
-    facts: ConnFacts,
+    facts: &'a ConnFacts,
     ip: IpText,
     /// Shutdown: finish the exchange and close; close now once the grace is over.
     watch: Watch,
     /// The connection's one timer (see [`within`]).
     timer: Pin<&'p mut Sleep>,
+    /// When the last exchange ended (or the connection began): the idle timer runs from here.
+    idle_since: Instant,
     requests: u32,
 }
 
@@ -404,9 +434,8 @@ enum Parsed {
 
 impl<S: ClientStream> Conn<'_, '_, S> {
     async fn run(&mut self) -> Finish {
-        let mut idle_since = Instant::now();
         loop {
-            let prepared = match self.read_head(idle_since).await {
+            let prepared = match self.read_head().await {
                 HeadWait::Ready(prepared) => prepared,
                 HeadWait::Quiet | HeadWait::Stopped => return Finish::Close(None),
                 HeadWait::H2 => return Finish::H2,
@@ -436,7 +465,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             // An exchange's state lives on the heap only while it runs: an idle connection
             // keeps just the loop's.
             match Box::pin(self.exchange(prepared)).await {
-                Next::KeepAlive => idle_since = Instant::now(),
+                Next::KeepAlive => self.idle_since = Instant::now(),
                 Next::Close => return Finish::Close(None),
                 Next::CloseQuiet => return Finish::CloseQuiet,
                 Next::Gone => return Finish::Gone,
@@ -445,86 +474,76 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         }
     }
 
-    /// Waits for a complete request head and prepares it.
-    async fn read_head(&mut self, idle_since: Instant) -> HeadWait {
-        let settings = &self.svc.settings;
+    /// Waits for a complete request head and prepares it. Reads within the idle timer until
+    /// the head's first byte, then within the head timer; shutdown ends only an idle wait.
+    async fn read_head(&mut self) -> HeadWait {
+        // The loop and its reads are one `async fn`: each level of `async fn` would keep its
+        // own copy of its arguments in every idle connection.
+        let svc = self.svc;
         let mut head_started: Option<Instant> = None;
         loop {
-            if !self.rbuf.is_empty() {
-                let first = self.requests == 0;
-                let bytes = self.rbuf.filled();
-                if first && bytes[0] == TLS_HANDSHAKE && self.facts.tls_version.is_none() {
-                    return HeadWait::TlsOnPlain;
-                }
-                if first && self.facts.tls_version.is_none() && bytes[0] == b'P' {
-                    let n = bytes.len().min(H2_PREFACE.len());
-                    if bytes[..n] == H2_PREFACE[..n] {
-                        if n == H2_PREFACE.len() {
-                            return HeadWait::H2;
-                        }
-                        head_started.get_or_insert_with(Instant::now);
-                        // Not enough bytes to tell yet.
-                        match self.read_more(head_started, idle_since).await {
-                            Ok(()) => continue,
-                            Err(wait) => return wait,
-                        }
-                    }
-                }
-                match self.prepare() {
-                    Parsed::Ready(prepared) => return HeadWait::Ready(prepared),
-                    Parsed::Refused(reject, record) => return HeadWait::Refused(reject, record),
-                    Parsed::Partial => {
-                        if self.rbuf.len() >= settings.max_header_size {
-                            let reject =
-                                head_too_large(self.rbuf.filled(), settings.max_uri_length);
-                            return HeadWait::Refused(reject, None);
-                        }
-                        head_started.get_or_insert_with(Instant::now);
-                    }
+            if !self.rbuf.is_empty()
+                && let Some(wait) = self.look_at_head(&mut head_started)
+            {
+                return wait;
+            }
+            let deadline = match head_started {
+                Some(started) => started + svc.settings.request_header_timeout,
+                None => self.idle_since + svc.idle_timeout,
+            };
+            if head_started.is_none() && self.rbuf.is_empty() {
+                // Wait for the socket before taking a buffer: an idle connection holds none.
+                let client = &*self.client;
+                let ready = poll_fn(|cx| client.poll_read_ready(cx));
+                match within(&mut self.timer, &self.watch, deadline, true, ready).await {
+                    Err(Interrupt::Timeout) | Ok(Err(_)) => return HeadWait::Quiet,
+                    Err(_) => return HeadWait::Stopped,
+                    Ok(Ok(())) => {}
                 }
             }
-            if let Err(wait) = self.read_more(head_started, idle_since).await {
-                return wait;
+            let limit = svc.settings.max_header_size.max(BUF_SIZE);
+            let read = self.rbuf.read_from(&mut *self.client, limit);
+            match within(&mut self.timer, &self.watch, deadline, false, read).await {
+                Err(Interrupt::Timeout) if head_started.is_some() => return HeadWait::HeadTimeout,
+                Err(Interrupt::Timeout) => return HeadWait::Quiet,
+                Err(_) => return HeadWait::Stopped,
+                Ok(Ok(0)) | Ok(Err(_)) => return HeadWait::Quiet,
+                Ok(Ok(_)) => {}
             }
         }
     }
 
-    /// Reads more head bytes, within the idle or head timer, watching shutdown.
-    async fn read_more(
-        &mut self,
-        head_started: Option<Instant>,
-        idle_since: Instant,
-    ) -> Result<(), HeadWait> {
+    /// Looks at the bytes received so far: what to do with them, or `None` when more are
+    /// needed (with `head_started` set once a head has begun).
+    fn look_at_head(&mut self, head_started: &mut Option<Instant>) -> Option<HeadWait> {
         let settings = &self.svc.settings;
-        let deadline = match head_started {
-            Some(started) => started + settings.request_header_timeout,
-            None => idle_since + self.svc.idle_timeout,
-        };
-        // What a timeout means is decided after the wait: a `HeadWait` is large, and one
-        // kept across the wait would sit in every idle connection.
-        let on_timeout = |head_started: Option<Instant>| match head_started {
-            Some(_) => HeadWait::HeadTimeout,
-            None => HeadWait::Quiet,
-        };
-        let idle = head_started.is_none() && self.rbuf.is_empty();
-        if idle {
-            // Wait for the socket before taking a buffer: an idle connection holds none.
-            let client = &self.client;
-            let ready = poll_fn(|cx| client.poll_read_ready(cx));
-            match within(&mut self.timer, &self.watch, deadline, true, ready).await {
-                Err(Interrupt::Timeout) => return Err(on_timeout(head_started)),
-                Err(_) => return Err(HeadWait::Stopped),
-                Ok(Err(_)) => return Err(HeadWait::Quiet),
-                Ok(Ok(())) => {}
+        let first = self.requests == 0;
+        let bytes = self.rbuf.filled();
+        if first && bytes[0] == TLS_HANDSHAKE && self.facts.tls_version.is_none() {
+            return Some(HeadWait::TlsOnPlain);
+        }
+        if first && self.facts.tls_version.is_none() && bytes[0] == b'P' {
+            let n = bytes.len().min(H2_PREFACE.len());
+            if bytes[..n] == H2_PREFACE[..n] {
+                if n == H2_PREFACE.len() {
+                    return Some(HeadWait::H2);
+                }
+                // Not enough bytes to tell yet.
+                head_started.get_or_insert_with(Instant::now);
+                return None;
             }
         }
-        let limit = settings.max_header_size.max(BUF_SIZE);
-        let read = self.rbuf.read_from(&mut self.client, limit);
-        match within(&mut self.timer, &self.watch, deadline, false, read).await {
-            Err(Interrupt::Timeout) => Err(on_timeout(head_started)),
-            Err(_) => Err(HeadWait::Stopped),
-            Ok(Ok(0)) | Ok(Err(_)) => Err(HeadWait::Quiet),
-            Ok(Ok(_)) => Ok(()),
+        match self.prepare() {
+            Parsed::Ready(prepared) => Some(HeadWait::Ready(prepared)),
+            Parsed::Refused(reject, record) => Some(HeadWait::Refused(reject, record)),
+            Parsed::Partial => {
+                if self.rbuf.len() >= settings.max_header_size {
+                    let reject = head_too_large(self.rbuf.filled(), settings.max_uri_length);
+                    return Some(HeadWait::Refused(reject, None));
+                }
+                head_started.get_or_insert_with(Instant::now);
+                None
+            }
         }
     }
 
@@ -803,7 +822,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
             }
             let limit = scanned.max(BUFFERED_BODY) + BUF_SIZE;
-            let read = self.rbuf.read_from(&mut self.client, limit);
+            let read = self.rbuf.read_from(&mut *self.client, limit);
             match within(&mut self.timer, &self.watch, deadline, false, read).await {
                 Err(Interrupt::Stopped | Interrupt::Forced) => return Err(BodyFail::Forced),
                 // Slow body: send what there is and stream the rest.
@@ -1169,7 +1188,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
             }
             let read_deadline = Instant::now() + idle;
-            let (client, rbuf) = (&mut self.client, &mut self.rbuf);
+            let (client, rbuf) = (&mut *self.client, &mut self.rbuf);
             let step = std::pin::pin!(async {
                 tokio::select! {
                     biased;
@@ -1502,7 +1521,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
 
     /// Writes to the client and flushes (TLS), within the listener's `idle_timeout`.
     async fn write_client(&mut self, bytes: &[u8]) -> Result<(), WriteFail> {
-        let client = &mut self.client;
+        let client = &mut *self.client;
         let write = std::pin::pin!(async {
             client.write_all(bytes).await?;
             client.flush().await

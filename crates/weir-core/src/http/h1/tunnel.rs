@@ -6,6 +6,7 @@
 //! like one (`end_phase` = tunnel). A server that declines answers like any request, and the
 //! client connection goes on as HTTP/1.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::end::{ConnRecord, End, EndHow, EndPhase, Record};
 use crate::http::client_io::ClientStream;
 use crate::http::service::HttpService;
 use crate::l4::forward::{CLOSE_LINGER, ForwardConfig, forward};
-use crate::listener::Lifecycle;
+use crate::listener::signal::Watch;
 use crate::net::close::close_gracefully;
 use crate::upstream::{ActiveGuard, ServerState};
 
@@ -43,7 +44,7 @@ impl Tunnel {
         client: S,
         early: Buf,
         peer: SocketAddr,
-        life: &Lifecycle,
+        watch: &Watch,
     ) {
         let started = Instant::now();
         let mut record = ConnRecord::accepted(Arc::from(svc.listener.as_str()), peer, self.group);
@@ -72,7 +73,8 @@ impl Tunnel {
             // choice).
             splice: false,
         };
-        let forwarded = forward(client, server, &config, &life.force_close).await;
+        let forced = poll_fn(|cx| watch.poll_force(cx));
+        let forwarded = forward(client, server, &config, forced).await;
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
         record.duration = forwarded.ended_at.saturating_duration_since(started);
