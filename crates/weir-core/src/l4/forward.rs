@@ -81,7 +81,27 @@ enum CloseStyle {
 impl<C: Endpoint, S: Endpoint> Closing<C, S> {
     /// Closes both sides as decided, concurrently.
     pub async fn run(self) {
-        tokio::join!(close_as(self.client), close_as(self.server));
+        if self.client.1 == CloseStyle::Graceful || self.server.1 == CloseStyle::Graceful {
+            // Waiting for a peer's FIN takes timers: on the heap, only while it runs, so that
+            // they take no room in every connection's future.
+            Box::pin(async {
+                tokio::join!(close_as(self.client), close_as(self.server));
+            })
+            .await;
+        } else {
+            // Both sides ended, or one is reset: nothing to wait for.
+            close_now(self.client);
+            close_now(self.server);
+        }
+    }
+}
+
+/// Closes a socket at once: reset, or dropped (not reached for a graceful close, which waits
+/// in [`close_as`]).
+fn close_now<E: Endpoint>((stream, style): (E, CloseStyle)) {
+    match style {
+        CloseStyle::Reset => stream.close_with_reset(),
+        CloseStyle::Drop | CloseStyle::Graceful => drop(stream),
     }
 }
 
@@ -116,28 +136,120 @@ enum Stop {
 /// Forwards between `client` and `server` until both directions are done or something ends
 /// the connection (`shutdown`, ready when the shutdown grace is over, among them). Closing is
 /// left to the caller (see [`Forwarded::closing`]).
-pub async fn forward<C: Endpoint, S: Endpoint>(
-    mut client: C,
-    mut server: S,
+///
+/// A connection spends its life in this future, so it is built to stay small: not an
+/// `async fn` (which would keep `client` and `server` twice, as arguments and as locals), and
+/// the state the poll loop works on in one place it borrows.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+pub fn forward<C: Endpoint, S: Endpoint>(
+    client: C,
+    server: S,
     config: &ForwardConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Forwarded<C, S> {
+    shutdown: impl Future<Output = ()> + Unpin,
+) -> impl Future<Output = Forwarded<C, S>> {
     let may_splice = config.splice && client.as_tcp().is_some() && server.as_tcp().is_some();
-    let mut up = Half::new(Side::Client, may_splice);
-    let mut down = Half::new(Side::Server, may_splice);
-    let mut first_fin: Option<Side> = None;
-    let mut idle = std::pin::pin!(tokio::time::sleep(config.idle_timeout));
-    let mut last_activity = Instant::now();
-    let mut cancelled = std::pin::pin!(shutdown);
+    let mut pump = Pump {
+        client,
+        server,
+        up: Half::new(Side::Client, may_splice),
+        down: Half::new(Side::Server, may_splice),
+        first_fin: None,
+        shutdown,
+    };
+    async move {
+        let mut idle = std::pin::pin!(tokio::time::sleep(config.idle_timeout));
+        let mut last_activity = Instant::now();
+        let stop = poll_fn(|cx| {
+            if let Poll::Ready(stop) = pump.poll(cx) {
+                return Poll::Ready(stop);
+            }
+            if pump.moved() {
+                last_activity = Instant::now();
+            }
+            poll_idle(cx, idle.as_mut(), last_activity, config.idle_timeout)
+        })
+        .await;
+        let ended_at = Instant::now();
+        let Pump {
+            client,
+            server,
+            up,
+            down,
+            first_fin,
+            ..
+        } = pump;
+        let (end, closing) = match stop {
+            Stop::Done => {
+                let side = first_fin.unwrap_or(Side::Client);
+                let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
+                (
+                    end,
+                    ((client, CloseStyle::Drop), (server, CloseStyle::Drop)),
+                )
+            }
+            Stop::Fault(fault) => {
+                let end = End::new(fault.side.end_by(), fault.how, EndPhase::Tunnel);
+                let other = if fault.how == EndHow::Rst && config.propagate_reset {
+                    CloseStyle::Reset
+                } else {
+                    CloseStyle::Graceful
+                };
+                let (client_style, server_style) = match fault.side {
+                    Side::Client => (CloseStyle::Drop, other),
+                    Side::Server => (other, CloseStyle::Drop),
+                };
+                (end, ((client, client_style), (server, server_style)))
+            }
+            Stop::Idle => {
+                let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
+                (end, close_both(client, server, config.idle_close))
+            }
+            Stop::Shutdown => {
+                let end = End::weir(EndHow::Shutdown, EndPhase::Tunnel, "shutdown");
+                (end, close_both(client, server, config.idle_close))
+            }
+        };
+        Forwarded {
+            bytes_in: up.bytes,
+            bytes_out: down.bytes,
+            spliced_in: up.spliced,
+            spliced_out: down.spliced,
+            end,
+            ended_at,
+            closing: Closing {
+                client: closing.0,
+                server: closing.1,
+            },
+        }
+    }
+}
 
-    let stop = poll_fn(|cx| {
-        if cancelled.as_mut().poll(cx).is_ready() {
+/// Both sockets and both directions, for the poll loop.
+struct Pump<C, S, F> {
+    client: C,
+    server: S,
+    up: Half,
+    down: Half,
+    /// The side whose FIN came first.
+    first_fin: Option<Side>,
+    shutdown: F,
+}
+
+impl<C: Endpoint, S: Endpoint, F: Future<Output = ()> + Unpin> Pump<C, S, F> {
+    /// Moves bytes both ways: `Ready` with what stopped it, `Pending` while both directions
+    /// go on (the idle timer is the caller's).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
+        if Pin::new(&mut self.shutdown).poll(cx).is_ready() {
             return Poll::Ready(Stop::Shutdown);
         }
+        let (up, down) = (&mut self.up, &mut self.down);
         let up_state = if up.shut {
             Poll::Ready(Ok(()))
         } else {
-            up.poll_copy(cx, &mut client, &mut server, down.shut)
+            up.poll_copy(cx, &mut self.client, &mut self.server, down.shut)
         };
         if let Poll::Ready(Err(fault)) = up_state {
             return Poll::Ready(Stop::Fault(fault));
@@ -145,69 +257,25 @@ pub async fn forward<C: Endpoint, S: Endpoint>(
         let down_state = if down.shut {
             Poll::Ready(Ok(()))
         } else {
-            down.poll_copy(cx, &mut server, &mut client, up.shut)
+            down.poll_copy(cx, &mut self.server, &mut self.client, up.shut)
         };
         if let Poll::Ready(Err(fault)) = down_state {
             return Poll::Ready(Stop::Fault(fault));
         }
-        for half in [&up, &down] {
-            if half.eof && first_fin.is_none() {
-                first_fin = Some(half.src);
+        for half in [&*up, &*down] {
+            if half.eof && self.first_fin.is_none() {
+                self.first_fin = Some(half.src);
             }
         }
         if up.shut && down.shut {
             return Poll::Ready(Stop::Done);
         }
-        if std::mem::take(&mut up.moved) | std::mem::take(&mut down.moved) {
-            last_activity = Instant::now();
-        }
-        poll_idle(cx, idle.as_mut(), last_activity, config.idle_timeout)
-    })
-    .await;
-    let ended_at = Instant::now();
+        Poll::Pending
+    }
 
-    let (end, closing) = match stop {
-        Stop::Done => {
-            let side = first_fin.unwrap_or(Side::Client);
-            let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
-            (
-                end,
-                ((client, CloseStyle::Drop), (server, CloseStyle::Drop)),
-            )
-        }
-        Stop::Fault(fault) => {
-            let end = End::new(fault.side.end_by(), fault.how, EndPhase::Tunnel);
-            let other = if fault.how == EndHow::Rst && config.propagate_reset {
-                CloseStyle::Reset
-            } else {
-                CloseStyle::Graceful
-            };
-            let (client_style, server_style) = match fault.side {
-                Side::Client => (CloseStyle::Drop, other),
-                Side::Server => (other, CloseStyle::Drop),
-            };
-            (end, ((client, client_style), (server, server_style)))
-        }
-        Stop::Idle => {
-            let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
-            (end, close_both(client, server, config.idle_close))
-        }
-        Stop::Shutdown => {
-            let end = End::weir(EndHow::Shutdown, EndPhase::Tunnel, "shutdown");
-            (end, close_both(client, server, config.idle_close))
-        }
-    };
-    Forwarded {
-        bytes_in: up.bytes,
-        bytes_out: down.bytes,
-        spliced_in: up.spliced,
-        spliced_out: down.spliced,
-        end,
-        ended_at,
-        closing: Closing {
-            client: closing.0,
-            server: closing.1,
-        },
+    /// Whether some byte moved since the last call.
+    fn moved(&mut self) -> bool {
+        std::mem::take(&mut self.up.moved) | std::mem::take(&mut self.down.moved)
     }
 }
 

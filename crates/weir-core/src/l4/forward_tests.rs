@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 use weir_testkit::{blob_bytes, fnv1a64};
 
 use super::*;
@@ -96,9 +95,8 @@ where
 async fn bulk_between_tcp_sockets_is_spliced() {
     let (client_peer, client) = tcp_pair().await;
     let (server_peer, server) = tcp_pair().await;
-    let cancel = CancellationToken::new();
     let forwarding = tokio::spawn(async move {
-        let forwarded = forward(client, server, &config(), cancel.cancelled()).await;
+        let forwarded = forward(client, server, &config(), std::future::pending()).await;
         (forwarded.bytes_in, forwarded.spliced_in, forwarded.end)
     });
     let (client_rd, client_wr) = client_peer.into_split();
@@ -116,9 +114,8 @@ async fn bulk_between_tcp_sockets_is_spliced() {
 async fn bulk_from_a_stream_that_is_not_tcp_is_copied() {
     let (client_peer, client) = tokio::io::duplex(256 * 1024);
     let (server_peer, server) = tcp_pair().await;
-    let cancel = CancellationToken::new();
     let forwarding = tokio::spawn(async move {
-        let forwarded = forward(NotTcp(client), server, &config(), cancel.cancelled()).await;
+        let forwarded = forward(NotTcp(client), server, &config(), std::future::pending()).await;
         (
             forwarded.bytes_in,
             forwarded.spliced_in,

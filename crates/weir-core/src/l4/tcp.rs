@@ -1,21 +1,23 @@
 //! One TCP connection through a `tcp` listener: connect to a server (with retries), forward,
 //! record how it ended, close.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::forward::{CLOSE_LINGER, ForwardConfig, forward};
+use super::forward::{CLOSE_LINGER, Closing, ForwardConfig, Forwarded, forward};
 use crate::access_log::RecordSink;
 use crate::end::{ConnRecord, End, EndHow, EndPhase, Record};
-use crate::limits::Refusal;
+use crate::limits::{ConnPermit, Refusal};
+use crate::listener::signal::Signal;
 use crate::net::close::close_gracefully;
 use crate::upstream::Upstream;
-use crate::upstream::connect::connect;
+use crate::upstream::connect::{ConnectFailed, Connected, connect};
 
 /// Everything a `tcp` listener's connections share.
 pub struct TcpService {
@@ -30,25 +32,76 @@ pub struct TcpService {
 }
 
 impl TcpService {
-    /// Serves one accepted connection to its end, then writes its record.
-    pub async fn serve(&self, client: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
-        let started = Instant::now();
-        // TCP_NODELAY and keep-alive come from the listening socket (see `bind_tcp`).
-        let mut record = self.new_record(peer);
+    /// Serves one accepted connection to its end, then writes its record. `admitted` is what
+    /// the listener's ACL and limits said of it (see [`TcpService::refuse`]).
+    ///
+    /// The future is what `spawn` allocates for every connection, so it is kept small: not an
+    /// `async fn` (which would keep every argument twice, as argument and as local), the
+    /// record built when the connection has ended rather than carried through it, the
+    /// bookkeeping in plain functions (a value an `async` body borrows is kept across its
+    /// later awaits), and the rare paths (a refusal, no server, a close that waits for a
+    /// peer) on the heap.
+    pub fn serve(
+        self: Arc<Self>,
+        client: TcpStream,
+        peer: SocketAddr,
+        signal: &Arc<Signal>,
+        admitted: Result<ConnPermit, Refusal>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let signal = signal.clone();
+        async move {
+            let permit = match admitted {
+                Ok(permit) => permit,
+                Err(refusal) => return Box::pin(self.refuse(client, peer, refusal)).await,
+            };
+            let began = Began::now();
+            // TCP_NODELAY and keep-alive come from the listening socket (see `bind_tcp`).
+            let watch = signal.watch();
+            let connected = tokio::select! {
+                biased;
+                _ = poll_fn(|cx| watch.poll_force(cx)) => None,
+                connected = connect(&self.upstream, peer.ip()) => Some(connected),
+            };
+            // Locals of the forwarding stage end with this block, so that they take no room
+            // while the closing runs.
+            let (closing, guard) = {
+                let Some(Connected {
+                    stream,
+                    server,
+                    connect_time,
+                    retries,
+                    guard,
+                }) = self.connected(connected, peer, began)
+                else {
+                    Box::pin(close_gracefully(client, CLOSE_LINGER)).await;
+                    return;
+                };
+                let forced = poll_fn(|cx| watch.poll_force(cx));
+                let forwarded = forward(client, stream, &self.forward, forced).await;
+                let served = Served {
+                    server,
+                    connect_time,
+                    retries,
+                };
+                (self.forwarded(forwarded, peer, began, served), guard)
+            };
+            closing.run().await;
+            drop((guard, watch, permit));
+        }
+    }
 
-        let connected = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
-                self.finish(record, started, Instant::now(),
-                    End::weir(EndHow::Shutdown, EndPhase::Connect, "shutdown"));
-                close_gracefully(client, CLOSE_LINGER).await;
-                return;
-            }
-            connected = connect(&self.upstream, peer.ip()) => connected,
-        };
-        let conn = match connected {
-            Ok(conn) => conn,
-            Err(failed) => {
+    /// The connection to a server, or `None` when there is none (every connect failed, or
+    /// `connected` is `None`: shutdown came first), recorded.
+    fn connected(
+        &self,
+        connected: Option<Result<Connected, ConnectFailed>>,
+        peer: SocketAddr,
+        began: Began,
+    ) -> Option<Connected> {
+        let end = match connected {
+            Some(Ok(conn)) => return Some(conn),
+            Some(Err(failed)) => {
+                let mut record = self.new_record(peer, began);
                 record.retries = failed.retries;
                 if let Some(server) = failed
                     .last_server
@@ -57,52 +110,85 @@ impl TcpService {
                     record.server = Some(server.name.clone());
                     record.server_addr = Some(server.address);
                 }
-                self.finish(record, started, Instant::now(), failed.end);
-                close_gracefully(client, CLOSE_LINGER).await;
-                return;
+                self.finish(record, began, Instant::now(), failed.end);
+                return None;
             }
+            None => End::weir(EndHow::Shutdown, EndPhase::Connect, "shutdown"),
         };
-        let server = &self.upstream.servers[conn.server];
+        self.finish(self.new_record(peer, began), began, Instant::now(), end);
+        None
+    }
+
+    /// Records a forwarded connection; returns its closing work.
+    fn forwarded(
+        &self,
+        forwarded: Forwarded<TcpStream, TcpStream>,
+        peer: SocketAddr,
+        began: Began,
+        served: Served,
+    ) -> Closing<TcpStream, TcpStream> {
+        let server = &self.upstream.servers[served.server];
+        if forwarded.spliced_in | forwarded.spliced_out != 0 {
+            let (spliced_in, spliced_out) = (forwarded.spliced_in, forwarded.spliced_out);
+            server.spliced_in.fetch_add(spliced_in, Ordering::Relaxed);
+            server.spliced_out.fetch_add(spliced_out, Ordering::Relaxed);
+        }
+        let mut record = self.new_record(peer, began);
         record.server = Some(server.name.clone());
         record.server_addr = Some(server.address);
-        record.retries = conn.retries;
-        record.connect_time = Some(conn.connect_time);
-
-        let forwarded = forward(client, conn.stream, &self.forward, shutdown.cancelled()).await;
+        record.retries = served.retries;
+        record.connect_time = Some(served.connect_time);
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
-        if forwarded.spliced_in | forwarded.spliced_out != 0 {
-            server
-                .spliced_in
-                .fetch_add(forwarded.spliced_in, Ordering::Relaxed);
-            server
-                .spliced_out
-                .fetch_add(forwarded.spliced_out, Ordering::Relaxed);
-        }
-        self.finish(record, started, forwarded.ended_at, forwarded.end);
-        forwarded.closing.run().await;
-        drop(conn.guard);
+        self.finish(record, began, forwarded.ended_at, forwarded.end);
+        forwarded.closing
     }
 
     /// Closes a connection the listener's ACL or limits turned away: FIN right after accept,
     /// logged as a policy close.
     pub async fn refuse(&self, client: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        let started = Instant::now();
-        let record = self.new_record(peer);
+        let began = Began::now();
+        let record = self.new_record(peer, began);
         let end = End::weir(EndHow::Policy, EndPhase::Accept, refusal.reason());
-        self.finish(record, started, Instant::now(), end);
+        self.finish(record, began, Instant::now(), end);
         close_gracefully(client, CLOSE_LINGER).await;
     }
 
-    fn new_record(&self, peer: SocketAddr) -> ConnRecord {
-        ConnRecord::accepted(self.listener.clone(), peer, self.upstream.shared_name())
+    fn new_record(&self, peer: SocketAddr, began: Began) -> ConnRecord {
+        let mut record =
+            ConnRecord::accepted(self.listener.clone(), peer, self.upstream.shared_name());
+        record.time = began.time;
+        record
     }
 
-    fn finish(&self, mut record: ConnRecord, started: Instant, ended: Instant, end: End) {
-        record.duration = ended.saturating_duration_since(started);
+    fn finish(&self, mut record: ConnRecord, began: Began, ended: Instant, end: End) {
+        record.duration = ended.saturating_duration_since(began.started);
         record.end(end);
         self.sink.record(Record::Tcp(record));
     }
+}
+
+/// When a connection began: wall-clock time for its record, and the start of its duration.
+#[derive(Clone, Copy)]
+struct Began {
+    time: SystemTime,
+    started: Instant,
+}
+
+impl Began {
+    fn now() -> Began {
+        Began {
+            time: SystemTime::now(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Which server served a connection, for its record.
+struct Served {
+    server: usize,
+    connect_time: Duration,
+    retries: u32,
 }
 
 #[cfg(test)]
@@ -136,9 +222,11 @@ mod tests {
             sink: Arc::new(ChannelSink(tx)),
         };
         let client = TcpStream::connect(addr).await.unwrap();
-        let serve = service.serve(client, addr, CancellationToken::new());
+        let gate = Arc::new(crate::limits::Gate::default());
+        let admitted = gate.admit_connection(addr.ip());
+        let serve = Arc::new(service).serve(client, addr, &Default::default(), admitted);
         let size = std::mem::size_of_val(&serve);
         eprintln!("TcpService::serve future: {size} bytes");
-        assert!(size < 4096, "the connection future is {size} bytes");
+        assert!(size < 1024, "the connection future is {size} bytes");
     }
 }

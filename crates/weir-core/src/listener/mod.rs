@@ -160,14 +160,8 @@ fn spawn_connection(
     let admitted = gate.admit_connection(peer.ip());
     match service {
         Service::Tcp(tcp) => {
-            let tcp = tcp.clone();
-            let force_close = life.force_close.clone();
-            spawn_traced(life, service, peer, async move {
-                match admitted {
-                    Ok(_permit) => tcp.serve(stream, peer, force_close).await,
-                    Err(refusal) => tcp.refuse(stream, peer, refusal).await,
-                }
-            });
+            let task = tcp.clone().serve(stream, peer, &life.signal, admitted);
+            spawn_traced(life, service, peer, task);
         }
         Service::Http(http) => {
             let task = http.clone().serve(stream, peer, port, life, admitted);

@@ -6,8 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::net::TcpStream;
+use tokio::time::error::Elapsed;
 use tracing::debug;
 
 use super::{ActiveGuard, Upstream};
@@ -39,56 +40,71 @@ pub struct ConnectFailed {
 }
 
 /// Connects to a server of `upstream` for `client`, with up to `retries` further tries.
-pub async fn connect(upstream: &Upstream, client: IpAddr) -> Result<Connected, ConnectFailed> {
-    let config = &upstream.config;
-    let mut tried: Vec<usize> = Vec::new();
-    let mut last_failure: Option<(usize, End)> = None;
-    for attempt in 0..=config.retries {
-        let Some(index) = upstream.pick_next(client, &tried) else {
-            break;
-        };
-        tried.push(index);
-        let server = &upstream.servers[index];
-        let guard = server.open_connection();
-        let started = Instant::now();
-        match connect_one(
-            server.address,
-            config.connect_timeout,
-            config.tcp_keepalive.as_ref(),
-        )
-        .await
-        {
-            Ok(stream) => {
-                return Ok(Connected {
-                    stream,
-                    server: index,
-                    connect_time: started.elapsed(),
-                    retries: attempt,
-                    guard,
-                });
-            }
-            Err(end) => {
-                server
-                    .connect_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                debug!(group = %config.name, server = %server.name, how = %end.how, "connect failed");
-                last_failure = Some((index, end));
-            }
+///
+/// Every `tcp` connection waits in this future before it is forwarded, so it is kept small:
+/// not an `async fn` (which would keep its arguments twice), and each attempt's socket is
+/// started in a plain function, the future holding only what the wait needs.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+pub fn connect(
+    upstream: &Upstream,
+    client: IpAddr,
+) -> impl Future<Output = Result<Connected, ConnectFailed>> + Send + '_ {
+    async move {
+        let config = &upstream.config;
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_failure: Option<(usize, End)> = None;
+        for attempt in 0..=config.retries {
+            let Some(index) = upstream.pick_next(client, &tried) else {
+                break;
+            };
+            tried.push(index);
+            let server = &upstream.servers[index];
+            let guard = server.open_connection();
+            let started = Instant::now();
+            let end = 'attempt: {
+                let stream = match start_connect(server.address, config.tcp_keepalive.as_ref()) {
+                    Ok(stream) => stream,
+                    Err(err) => break 'attempt connect_error_end(&err),
+                };
+                let ready =
+                    tokio::time::timeout(config.connect_timeout, stream.ready(Interest::WRITABLE))
+                        .await;
+                match handshake_outcome(&stream, ready) {
+                    Ok(()) => {
+                        return Ok(Connected {
+                            stream,
+                            server: index,
+                            connect_time: started.elapsed(),
+                            retries: attempt,
+                            guard,
+                        });
+                    }
+                    Err(end) => end,
+                }
+            };
+            server
+                .connect_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(group = %config.name, server = %server.name, how = %end.how, "connect failed");
+            last_failure = Some((index, end));
         }
+        let retries = tried.len().saturating_sub(1) as u32;
+        Err(match last_failure {
+            Some((index, end)) => ConnectFailed {
+                end,
+                retries,
+                last_server: Some(index),
+            },
+            None => ConnectFailed {
+                end: End::weir(EndHow::Error, EndPhase::Connect, "no_server"),
+                retries,
+                last_server: None,
+            },
+        })
     }
-    let retries = tried.len().saturating_sub(1) as u32;
-    Err(match last_failure {
-        Some((index, end)) => ConnectFailed {
-            end,
-            retries,
-            last_server: Some(index),
-        },
-        None => ConnectFailed {
-            end: End::weir(EndHow::Error, EndPhase::Connect, "no_server"),
-            retries,
-            last_server: None,
-        },
-    })
 }
 
 /// Connects to one server under `timeout`: a socket with TCP_NODELAY (and keep-alive as
@@ -98,23 +114,15 @@ pub(crate) async fn connect_one(
     timeout: Duration,
     keepalive: Option<&weir_config::TcpKeepalive>,
 ) -> Result<TcpStream, End> {
-    match tokio::time::timeout(timeout, connect_socket(addr, keepalive)).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(err)) => Err(connect_error_end(&err)),
-        Err(_) => Err(End::weir(
-            EndHow::Timeout,
-            EndPhase::Connect,
-            "connect_timeout",
-        )),
-    }
+    let stream = start_connect(addr, keepalive).map_err(|err| connect_error_end(&err))?;
+    let ready = tokio::time::timeout(timeout, stream.ready(Interest::WRITABLE)).await;
+    handshake_outcome(&stream, ready)?;
+    Ok(stream)
 }
 
-/// A non-blocking connect, then a wait for the handshake to finish. The outcome is read from
-/// SO_ERROR only when the socket's readiness says it failed: a failed connect leaves the
-/// socket closed, which epoll reports as a hang-up (with the error), while a completed
-/// handshake is plain writability. So the common case costs no getsockopt(2), which tokio's
-/// `TcpSocket::connect` always makes.
-async fn connect_socket(
+/// Starts a non-blocking connect: the socket, with TCP_NODELAY and keep-alive as configured,
+/// registered with the runtime, its handshake under way.
+fn start_connect(
     addr: SocketAddr,
     keepalive: Option<&weir_config::TcpKeepalive>,
 ) -> io::Result<TcpStream> {
@@ -132,14 +140,36 @@ async fn connect_socket(
         Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(err) => return Err(err),
     }
-    let stream = TcpStream::from_std(socket.into())?;
-    let ready = stream.ready(Interest::WRITABLE).await?;
-    if ready.is_write_closed()
-        && let Some(err) = stream.take_error()?
-    {
-        return Err(err);
+    TcpStream::from_std(socket.into())
+}
+
+/// How a started connect ended, from the socket's writability (or the timeout). The outcome
+/// is read from SO_ERROR only when the readiness says the connect failed: a failed connect
+/// leaves the socket closed, which epoll reports as a hang-up (with the error), while a
+/// completed handshake is plain writability. So the common case costs no getsockopt(2),
+/// which tokio's `TcpSocket::connect` always makes.
+fn handshake_outcome(
+    stream: &TcpStream,
+    ready: Result<io::Result<Ready>, Elapsed>,
+) -> Result<(), End> {
+    let ready = match ready {
+        Ok(Ok(ready)) => ready,
+        Ok(Err(err)) => return Err(connect_error_end(&err)),
+        Err(_) => {
+            return Err(End::weir(
+                EndHow::Timeout,
+                EndPhase::Connect,
+                "connect_timeout",
+            ));
+        }
+    };
+    if ready.is_write_closed() {
+        match stream.take_error() {
+            Ok(Some(err)) | Err(err) => return Err(connect_error_end(&err)),
+            Ok(None) => {}
+        }
     }
-    Ok(stream)
+    Ok(())
 }
 
 /// Maps a connect error to an end: a refusal is the server's answer; anything else is an error

@@ -99,7 +99,10 @@ pub struct H2Handoff<S> {
 /// `async fn` (which would keep `stream` twice, as argument and as local), `facts` borrowed
 /// from the caller, and everything but the read loop (an exchange, the close, a tunnel) on the
 /// heap while it runs.
-#[allow(clippy::manual_async_fn, reason = "an async fn would keep `stream` twice")]
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep `stream` twice"
+)]
 pub fn serve<'a, S: ClientStream>(
     svc: &'a HttpService,
     mut stream: S,
