@@ -38,7 +38,7 @@ use crate::end::{End, EndBy, EndHow, EndPhase, Record};
 use crate::l4::forward::CLOSE_LINGER;
 use crate::limits::{ConnPermit, Refusal};
 use crate::listener::Lifecycle;
-use crate::listener::signal::Signal;
+use crate::listener::signal::{Shutdown, Signal};
 use crate::net::close::{close_gracefully, drain_and_close};
 use crate::tls::detect::{FirstBytes, peek_first_bytes, reject_plain_http};
 
@@ -189,7 +189,7 @@ impl HttpEntry {
             activity: Arc::new(Activity::new()),
             refusal: facts.refusal,
         });
-        let watch = signal.watch();
+        let mut watch = signal.watch();
         let activity = info.activity.clone();
         let service = self.service.clone();
         let svc = service_fn(move |req| {
@@ -222,8 +222,10 @@ impl HttpEntry {
                         }
                         break Stop::Finished;
                     }
-                    _ = poll_fn(|cx| watch.poll_force(cx)) => break Stop::Forced,
-                    _ = poll_fn(|cx| watch.poll_stop(cx)), if !draining => {
+                    shutdown = poll_fn(|cx| watch.poll_shutdown(cx, !draining)) => {
+                        if shutdown == Shutdown::Forced {
+                            break Stop::Forced;
+                        }
                         // GOAWAY: streams in flight finish, no new ones are accepted.
                         draining = true;
                         conn.as_mut().graceful_shutdown();

@@ -56,7 +56,7 @@ impl TcpService {
             };
             let began = Began::now();
             // TCP_NODELAY and keep-alive come from the listening socket (see `bind_tcp`).
-            let watch = signal.watch();
+            let mut watch = signal.watch();
             let connected = tokio::select! {
                 biased;
                 _ = poll_fn(|cx| watch.poll_force(cx)) => None,

@@ -3,15 +3,15 @@
 //! `CancellationToken` takes a mutex shared by every connection each time it is checked or
 //! polled. A busy HTTP connection checks for shutdown several times per request, so weir gives
 //! each connection a [`Watch`] instead: the shutdown state is one atomic, and the connection's
-//! waker sits in its own `AtomicWaker`. The registry of wakers is locked only when a connection
-//! starts and ends, and once at shutdown to wake everyone; it is split by worker thread, so
-//! workers opening connections at the same time do not take the same lock.
+//! waker sits in a slot of a registry of wakers. The registry is locked only when a connection
+//! first waits and when it ends (and when its task's waker changes, which a task's does not),
+//! and once at shutdown to wake everyone; it is split by worker thread, so workers opening
+//! connections at the same time do not take the same lock. A watch allocates nothing: it keeps
+//! its slot's place and a copy of the waker it put there, to tell when that changes.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use futures_util::task::AtomicWaker;
+use std::task::{Context, Poll, Waker};
 
 use crate::workers;
 
@@ -31,7 +31,7 @@ pub struct Signal {
 
 #[derive(Default)]
 struct Slots {
-    slots: Vec<Option<Arc<AtomicWaker>>>,
+    slots: Vec<Option<Waker>>,
     free: Vec<usize>,
 }
 
@@ -53,41 +53,42 @@ impl Signal {
         for shard in &self.wakers {
             let wakers = shard.lock().unwrap_or_else(|p| p.into_inner());
             for waker in wakers.slots.iter().flatten() {
-                waker.wake();
+                waker.wake_by_ref();
             }
         }
     }
 
     /// A watch for one connection (its task must be the only one polling it).
     pub fn watch(self: &Arc<Self>) -> Watch {
-        let waker = Arc::new(AtomicWaker::new());
-        let shard = workers::current() % SHARDS;
-        let mut wakers = self.wakers[shard].lock().unwrap_or_else(|p| p.into_inner());
-        let slot = match wakers.free.pop() {
-            Some(slot) => {
-                wakers.slots[slot] = Some(waker.clone());
-                slot
-            }
-            None => {
-                wakers.slots.push(Some(waker.clone()));
-                wakers.slots.len() - 1
-            }
-        };
         Watch {
             signal: self.clone(),
-            waker,
-            shard,
-            slot,
+            registered: None,
         }
     }
+}
+
+/// Which stage of shutdown a wait saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Shutdown began.
+    Stopping,
+    /// The grace is over.
+    Forced,
 }
 
 /// One connection's view of [`Signal`].
 pub struct Watch {
     signal: Arc<Signal>,
-    waker: Arc<AtomicWaker>,
-    shard: usize,
-    slot: usize,
+    /// Where this connection's waker is in the registry, and a copy of that waker; `None`
+    /// until the connection first waits.
+    registered: Option<(Slot, Waker)>,
+}
+
+/// A place in the registry: shard, then slot.
+#[derive(Clone, Copy)]
+struct Slot {
+    shard: u32,
+    index: u32,
 }
 
 impl Watch {
@@ -100,38 +101,82 @@ impl Watch {
         self.state() >= STOPPING
     }
 
-    /// Ready once shutdown began.
-    pub fn poll_stop(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_at(cx, STOPPING)
-    }
-
     /// Ready once the grace is over.
-    pub fn poll_force(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_at(cx, FORCED)
+    pub fn poll_force(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_shutdown(cx, false).map(|_| ())
     }
 
-    fn poll_at(&self, cx: &mut Context<'_>, level: u8) -> Poll<()> {
-        if self.state() >= level {
-            return Poll::Ready(());
+    /// Ready once the grace is over, or, with `stop`, once shutdown began.
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>, stop: bool) -> Poll<Shutdown> {
+        let level = if stop { STOPPING } else { FORCED };
+        if let Some(seen) = self.seen(level) {
+            return Poll::Ready(seen);
         }
-        self.waker.register(cx.waker());
+        self.register(cx.waker());
         // Raised between the first check and the registration: seen here.
-        if self.state() >= level {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        match self.seen(level) {
+            Some(seen) => Poll::Ready(seen),
+            None => Poll::Pending,
         }
+    }
+
+    fn seen(&self, level: u8) -> Option<Shutdown> {
+        match self.state() {
+            state if state < level => None,
+            FORCED => Some(Shutdown::Forced),
+            _ => Some(Shutdown::Stopping),
+        }
+    }
+
+    /// Puts `waker` in this connection's slot, unless it is there already.
+    fn register(&mut self, waker: &Waker) {
+        if let Some((_, current)) = &self.registered
+            && current.will_wake(waker)
+        {
+            return;
+        }
+        let shard = match &self.registered {
+            Some((slot, _)) => slot.shard as usize,
+            None => workers::current() % SHARDS,
+        };
+        let mut wakers = self.signal.wakers[shard]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let index = match &self.registered {
+            Some((slot, _)) => slot.index as usize,
+            None => match wakers.free.pop() {
+                Some(index) => index,
+                None => {
+                    wakers.slots.push(None);
+                    wakers.slots.len() - 1
+                }
+            },
+        };
+        if let Some(entry) = wakers.slots.get_mut(index) {
+            *entry = Some(waker.clone());
+        }
+        drop(wakers);
+        let slot = Slot {
+            shard: shard as u32,
+            // File descriptors run out long before 4 billion connections.
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+        };
+        self.registered = Some((slot, waker.clone()));
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut wakers = self.signal.wakers[self.shard]
+        let Some((slot, _)) = self.registered.take() else {
+            return;
+        };
+        let mut wakers = self.signal.wakers[slot.shard as usize]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = wakers.slots.get_mut(self.slot) {
-            *slot = None;
-            wakers.free.push(self.slot);
+        let index = slot.index as usize;
+        if let Some(entry) = wakers.slots.get_mut(index) {
+            *entry = None;
+            wakers.free.push(index);
         }
     }
 }
@@ -144,11 +189,12 @@ mod tests {
     #[tokio::test]
     async fn wakes_the_waiting_connections() {
         let signal = Arc::new(Signal::default());
-        let a = signal.watch();
+        let mut a = signal.watch();
         let b = signal.watch();
         let (saw_stop, stop_seen) = tokio::sync::oneshot::channel();
         let waiting = tokio::spawn(async move {
-            poll_fn(|cx| a.poll_stop(cx)).await;
+            let stage = poll_fn(|cx| a.poll_shutdown(cx, true)).await;
+            assert_eq!(stage, Shutdown::Stopping);
             let forced = {
                 let noop = &mut Context::from_waker(std::task::Waker::noop());
                 a.poll_force(noop).is_ready()
@@ -171,19 +217,30 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_reused() {
+    fn slots_are_taken_on_the_first_wait_and_reused() {
         let signal = Arc::new(Signal::default());
-        let a = signal.watch();
-        drop(signal.watch());
-        let c = signal.watch();
+        let noop = &mut Context::from_waker(Waker::noop());
+        // Off a worker thread, every watch is in the first shard.
+        let slots = |signal: &Signal| {
+            let wakers = signal.wakers[0].lock().unwrap_or_else(|p| p.into_inner());
+            (wakers.slots.len(), wakers.free.len())
+        };
+        let mut a = signal.watch();
         assert_eq!(
-            signal.wakers[0].lock().map(|w| w.slots.len()).unwrap_or(0),
-            2
+            slots(&signal),
+            (0, 0),
+            "a watch that never waited has no slot"
         );
+        assert!(a.poll_force(noop).is_pending());
+        assert!(a.poll_force(noop).is_pending());
+        let mut b = signal.watch();
+        assert!(b.poll_force(noop).is_pending());
+        assert_eq!(slots(&signal), (2, 0));
+        drop(b);
+        let mut c = signal.watch();
+        assert!(c.poll_force(noop).is_pending());
+        assert_eq!(slots(&signal), (2, 0));
         drop((a, c));
-        assert_eq!(
-            signal.wakers[0].lock().map(|w| w.free.len()).unwrap_or(0),
-            2
-        );
+        assert_eq!(slots(&signal), (2, 2));
     }
 }

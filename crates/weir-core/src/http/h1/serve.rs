@@ -45,7 +45,7 @@ use crate::http::service::{HttpGroup, HttpService};
 use crate::http::validate::Reject;
 use crate::l4::forward::{CLOSE_LINGER, is_reset};
 use crate::limits::Refusal;
-use crate::listener::signal::{Signal, Watch};
+use crate::listener::signal::{Shutdown, Signal, Watch};
 use crate::net::close::drain_and_close;
 use crate::upstream::connect::connect_one;
 
@@ -177,7 +177,7 @@ impl<S: ClientStream> Closing<S> {
         match self {
             Closing::Close(client, answer) => close_client(client, answer).await,
             Closing::Tunnel(tunnel, client, rbuf, watch) => {
-                tunnel.run(svc, client, rbuf, peer, &watch).await;
+                tunnel.run(svc, client, rbuf, peer, watch).await;
             }
         }
     }
@@ -242,7 +242,7 @@ enum Interrupt {
 /// `fut` twice.
 fn within<'a, 'p, F: Future + Unpin>(
     timer: &'a mut Pin<&'p mut Sleep>,
-    watch: &'a Watch,
+    watch: &'a mut Watch,
     deadline: Instant,
     stop: bool,
     fut: F,
@@ -259,7 +259,7 @@ fn within<'a, 'p, F: Future + Unpin>(
 /// The future of [`within`].
 struct Within<'a, 'p, F> {
     timer: &'a mut Pin<&'p mut Sleep>,
-    watch: &'a Watch,
+    watch: &'a mut Watch,
     deadline: Instant,
     stop: bool,
     fut: F,
@@ -273,11 +273,10 @@ impl<F: Future + Unpin> Future for Within<'_, '_, F> {
         if let Poll::Ready(out) = Pin::new(&mut this.fut).poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        if this.watch.poll_force(cx).is_ready() {
-            return Poll::Ready(Err(Interrupt::Forced));
-        }
-        if this.stop && this.watch.poll_stop(cx).is_ready() {
-            return Poll::Ready(Err(Interrupt::Stopped));
+        match this.watch.poll_shutdown(cx, this.stop) {
+            Poll::Ready(Shutdown::Forced) => return Poll::Ready(Err(Interrupt::Forced)),
+            Poll::Ready(Shutdown::Stopping) => return Poll::Ready(Err(Interrupt::Stopped)),
+            Poll::Pending => {}
         }
         let (timer, deadline) = (&mut *this.timer, this.deadline);
         loop {
@@ -498,7 +497,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 // Wait for the socket before taking a buffer: an idle connection holds none.
                 let client = &*self.client;
                 let ready = poll_fn(|cx| client.poll_read_ready(cx));
-                match within(&mut self.timer, &self.watch, deadline, true, ready).await {
+                match within(&mut self.timer, &mut self.watch, deadline, true, ready).await {
                     Err(Interrupt::Timeout) | Ok(Err(_)) => return HeadWait::Quiet,
                     Err(_) => return HeadWait::Stopped,
                     Ok(Ok(())) => {}
@@ -506,7 +505,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             let limit = svc.settings.max_header_size.max(BUF_SIZE);
             let read = self.rbuf.read_from(&mut *self.client, limit);
-            match within(&mut self.timer, &self.watch, deadline, false, read).await {
+            match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Err(Interrupt::Timeout) if head_started.is_some() => return HeadWait::HeadTimeout,
                 Err(Interrupt::Timeout) => return HeadWait::Quiet,
                 Err(_) => return HeadWait::Stopped,
@@ -826,7 +825,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             let limit = scanned.max(BUFFERED_BODY) + BUF_SIZE;
             let read = self.rbuf.read_from(&mut *self.client, limit);
-            match within(&mut self.timer, &self.watch, deadline, false, read).await {
+            match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Err(Interrupt::Stopped | Interrupt::Forced) => return Err(BodyFail::Forced),
                 // Slow body: send what there is and stream the rest.
                 Err(Interrupt::Timeout) => {
@@ -1139,7 +1138,16 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         sbuf: &mut Buf,
         deadline: Instant,
     ) -> Result<bool, SendFail> {
-        if write_server_bytes(server, first, sbuf, deadline, &mut self.timer, &self.watch).await? {
+        if write_server_bytes(
+            server,
+            first,
+            sbuf,
+            deadline,
+            &mut self.timer,
+            &mut self.watch,
+        )
+        .await?
+        {
             return Ok(true);
         }
         if body.complete {
@@ -1179,7 +1187,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     sbuf,
                     write_deadline,
                     &mut self.timer,
-                    &self.watch,
+                    &mut self.watch,
                 )
                 .await?;
                 self.rbuf.consume(take);
@@ -1199,7 +1207,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     read = rbuf.read_from(client, BODY_CHUNK) => Step::Client(read),
                 }
             });
-            match within(&mut self.timer, &self.watch, read_deadline, false, step).await {
+            match within(&mut self.timer, &mut self.watch, read_deadline, false, step).await {
                 Err(Interrupt::Timeout) => return Err(SendFail::Client(EndHow::Timeout)),
                 Err(_) => return Err(SendFail::Forced),
                 Ok(Step::Server(ready)) => {
@@ -1284,7 +1292,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
             }
             let read = sbuf.read_from(server, MAX_RESPONSE_HEAD);
-            let read = match within(&mut self.timer, &self.watch, deadline, false, read).await {
+            let read = match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Ok(read) => Some(Ok(read)),
                 Err(Interrupt::Timeout) => Some(Err(())),
                 Err(_) => None,
@@ -1479,7 +1487,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             let read = sbuf.read_from(server, BODY_CHUNK);
             let deadline = Instant::now() + idle;
-            let read = match within(&mut self.timer, &self.watch, deadline, false, read).await {
+            let read = match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Ok(read) => Some(Ok(read)),
                 Err(Interrupt::Timeout) => Some(Err(())),
                 Err(_) => None,
@@ -1530,7 +1538,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             client.flush().await
         });
         let deadline = Instant::now() + self.svc.idle_timeout;
-        match within(&mut self.timer, &self.watch, deadline, false, write).await {
+        match within(&mut self.timer, &mut self.watch, deadline, false, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(WriteFail::Io(io_how(&err))),
             Err(Interrupt::Timeout) => Err(WriteFail::Timeout),
@@ -1660,7 +1668,7 @@ async fn write_server_bytes(
     sbuf: &mut Buf,
     deadline: Instant,
     timer: &mut Pin<&mut Sleep>,
-    watch: &Watch,
+    watch: &mut Watch,
 ) -> Result<bool, SendFail> {
     while !bytes.is_empty() {
         match server.try_write(bytes) {

@@ -44,7 +44,7 @@ impl Tunnel {
         client: S,
         early: Buf,
         peer: SocketAddr,
-        watch: &Watch,
+        mut watch: Watch,
     ) {
         let started = Instant::now();
         let mut record = ConnRecord::accepted(Arc::from(svc.listener.as_str()), peer, self.group);
