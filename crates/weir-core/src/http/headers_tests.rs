@@ -197,3 +197,13 @@ fn redact_credentials() {
     }
     assert_eq!(redact(&HOST, &HeaderValue::from_static("a.com")), "a.com");
 }
+
+#[test]
+fn ip_text_holds_the_longest_forms() {
+    let text = |ip: &str| IpText::new(ip.parse().unwrap()).as_str().to_string();
+    assert_eq!(text("192.168.100.200"), "192.168.100.200");
+    let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+    assert_eq!(text(longest), longest);
+    assert_eq!(text("::ffff:255.255.255.255"), "255.255.255.255");
+    assert_eq!(text("::1"), "::1");
+}

@@ -227,6 +227,9 @@ mod tests {
         let serve = Arc::new(service).serve(client, addr, &Default::default(), admitted);
         let size = std::mem::size_of_val(&serve);
         eprintln!("TcpService::serve future: {size} bytes");
-        assert!(size < 1024, "the connection future is {size} bytes");
+        // 656 bytes in a release build today (a 768-byte task cell), a little more in a debug
+        // one. Past about 780 bytes the task cell grows to 896 bytes, which glibc 2.36
+        // allocates (128-byte aligned) in about twice the time.
+        assert!(size < 768, "the connection future is {size} bytes");
     }
 }

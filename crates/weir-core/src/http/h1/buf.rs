@@ -110,7 +110,7 @@ impl Buf {
     }
 
     /// [`Buf::read_from`] as a poll.
-    fn poll_read_from<S>(
+    pub fn poll_read_from<S>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,

@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -268,29 +268,40 @@ struct Within<'a, 'p, F> {
 impl<F: Future + Unpin> Future for Within<'_, '_, F> {
     type Output = Result<F::Output, Interrupt>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let Poll::Ready(out) = Pin::new(&mut this.fut).poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        match this.watch.poll_shutdown(cx, this.stop) {
-            Poll::Ready(Shutdown::Forced) => return Poll::Ready(Err(Interrupt::Forced)),
-            Poll::Ready(Shutdown::Stopping) => return Poll::Ready(Err(Interrupt::Stopped)),
-            Poll::Pending => {}
+        poll_interrupt(cx, this.timer, this.watch, this.deadline, this.stop).map(Err)
+    }
+}
+
+/// What ends a wait before its future: the end of the shutdown grace, the start of shutdown
+/// (with `stop`), or `deadline`. `Pending` while none has come.
+fn poll_interrupt(
+    cx: &mut Context<'_>,
+    timer: &mut Pin<&mut Sleep>,
+    watch: &mut Watch,
+    deadline: Instant,
+    stop: bool,
+) -> Poll<Interrupt> {
+    match watch.poll_shutdown(cx, stop) {
+        Poll::Ready(Shutdown::Forced) => return Poll::Ready(Interrupt::Forced),
+        Poll::Ready(Shutdown::Stopping) => return Poll::Ready(Interrupt::Stopped),
+        Poll::Pending => {}
+    }
+    loop {
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
         }
-        let (timer, deadline) = (&mut *this.timer, this.deadline);
-        loop {
-            if timer.deadline() > deadline {
-                timer.as_mut().reset(deadline);
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(()) if Instant::now() >= deadline => {
+                return Poll::Ready(Interrupt::Timeout);
             }
-            match timer.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) if Instant::now() >= deadline => {
-                    return Poll::Ready(Err(Interrupt::Timeout));
-                }
-                // Set for an older, earlier deadline: move it.
-                Poll::Ready(()) => timer.as_mut().reset(deadline),
-            }
+            // Set for an older, earlier deadline: move it.
+            Poll::Ready(()) => timer.as_mut().reset(deadline),
         }
     }
 }
@@ -407,6 +418,14 @@ impl Exchange {
     }
 }
 
+/// Where a wait for a request head is.
+struct HeadRead {
+    /// When the head's first byte came.
+    started: Option<Instant>,
+    /// The socket was ready (or need not be waited for): a read is under way.
+    reading: bool,
+}
+
 /// Outcome of waiting for a request head. Short-lived and moved once, so the large variant
 /// stays inline rather than costing an allocation per request.
 #[allow(clippy::large_enum_variant)]
@@ -478,39 +497,66 @@ impl<S: ClientStream> Conn<'_, '_, S> {
 
     /// Waits for a complete request head and prepares it. Reads within the idle timer until
     /// the head's first byte, then within the head timer; shutdown ends only an idle wait.
-    async fn read_head(&mut self) -> HeadWait {
-        // The loop and its reads are one `async fn`: each level of `async fn` would keep its
-        // own copy of its arguments in every idle connection.
+    ///
+    /// Every idle connection waits here, so the wait is a poll function over the connection
+    /// and two small values, rather than an `async fn`, which would keep its own copies of
+    /// what it uses and the future of each wait inside it.
+    fn read_head(&mut self) -> impl Future<Output = HeadWait> + Unpin {
+        let mut head = HeadRead {
+            started: None,
+            reading: false,
+        };
+        poll_fn(move |cx| self.poll_head(cx, &mut head))
+    }
+
+    fn poll_head(&mut self, cx: &mut Context<'_>, head: &mut HeadRead) -> Poll<HeadWait> {
         let svc = self.svc;
-        let mut head_started: Option<Instant> = None;
+        // The idle timer until the head's first byte, then the head timer.
+        let deadline = |head: &HeadRead, idle_since: Instant| match head.started {
+            Some(started) => started + svc.settings.request_header_timeout,
+            None => idle_since + svc.idle_timeout,
+        };
         loop {
-            if !self.rbuf.is_empty()
-                && let Some(wait) = self.look_at_head(&mut head_started)
-            {
-                return wait;
-            }
-            let deadline = match head_started {
-                Some(started) => started + svc.settings.request_header_timeout,
-                None => self.idle_since + svc.idle_timeout,
-            };
-            if head_started.is_none() && self.rbuf.is_empty() {
-                // Wait for the socket before taking a buffer: an idle connection holds none.
-                let client = &*self.client;
-                let ready = poll_fn(|cx| client.poll_read_ready(cx));
-                match within(&mut self.timer, &mut self.watch, deadline, true, ready).await {
-                    Err(Interrupt::Timeout) | Ok(Err(_)) => return HeadWait::Quiet,
-                    Err(_) => return HeadWait::Stopped,
-                    Ok(Ok(())) => {}
+            if !head.reading {
+                if !self.rbuf.is_empty()
+                    && let Some(wait) = self.look_at_head(&mut head.started)
+                {
+                    return Poll::Ready(wait);
                 }
+                if head.started.is_none() && self.rbuf.is_empty() {
+                    // Wait for the socket before taking a buffer: an idle connection holds none.
+                    // Shutdown ends this wait.
+                    match self.client.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Poll::Ready(HeadWait::Quiet),
+                        Poll::Pending => {
+                            let (watch, deadline) =
+                                (&mut self.watch, deadline(head, self.idle_since));
+                            return poll_interrupt(cx, &mut self.timer, watch, deadline, true).map(
+                                |interrupt| match interrupt {
+                                    Interrupt::Timeout => HeadWait::Quiet,
+                                    Interrupt::Stopped | Interrupt::Forced => HeadWait::Stopped,
+                                },
+                            );
+                        }
+                    }
+                }
+                head.reading = true;
             }
             let limit = svc.settings.max_header_size.max(BUF_SIZE);
-            let read = self.rbuf.read_from(&mut *self.client, limit);
-            match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
-                Err(Interrupt::Timeout) if head_started.is_some() => return HeadWait::HeadTimeout,
-                Err(Interrupt::Timeout) => return HeadWait::Quiet,
-                Err(_) => return HeadWait::Stopped,
-                Ok(Ok(0)) | Ok(Err(_)) => return HeadWait::Quiet,
-                Ok(Ok(_)) => {}
+            match self.rbuf.poll_read_from(cx, &mut *self.client, limit) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(HeadWait::Quiet),
+                Poll::Ready(Ok(_)) => head.reading = false,
+                Poll::Pending => {
+                    let (watch, deadline) = (&mut self.watch, deadline(head, self.idle_since));
+                    return poll_interrupt(cx, &mut self.timer, watch, deadline, false).map(
+                        |interrupt| match interrupt {
+                            Interrupt::Timeout if head.started.is_some() => HeadWait::HeadTimeout,
+                            Interrupt::Timeout => HeadWait::Quiet,
+                            Interrupt::Stopped | Interrupt::Forced => HeadWait::Stopped,
+                        },
+                    );
+                }
             }
         }
     }
