@@ -132,6 +132,30 @@ impl Buf {
         Poll::Ready(Ok(n))
     }
 
+    /// [`Buf::read_from`] for a socket, taking a buffer only once the socket is readable: an
+    /// exchange waiting for its server holds none, so a burst of exchanges in flight does not
+    /// take a buffer each (and leave them behind in the allocator once done).
+    pub fn read_socket<'a>(
+        &'a mut self,
+        stream: &'a tokio::net::TcpStream,
+        limit: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
+        poll_fn(move |cx| {
+            loop {
+                ready!(stream.poll_read_ready(cx))?;
+                match self.try_read_from(stream, limit) {
+                    // Readiness was stale; tokio cleared it, so the next poll waits.
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Ok(0) => {
+                        self.release();
+                        return Poll::Ready(Ok(0));
+                    }
+                    read => return Poll::Ready(read),
+                }
+            }
+        })
+    }
+
     /// Reads from a socket without waiting: `WouldBlock` when nothing is there.
     pub fn try_read_from(
         &mut self,

@@ -1337,7 +1337,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     }
                 }
             }
-            let read = sbuf.read_from(server, MAX_RESPONSE_HEAD);
+            let read = sbuf.read_socket(server, MAX_RESPONSE_HEAD);
             let read = match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Ok(read) => Some(Ok(read)),
                 Err(Interrupt::Timeout) => Some(Err(())),
@@ -1531,7 +1531,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     end: End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
                 };
             }
-            let read = sbuf.read_from(server, BODY_CHUNK);
+            let read = sbuf.read_socket(server, BODY_CHUNK);
             let deadline = Instant::now() + idle;
             let read = match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Ok(read) => Some(Ok(read)),
