@@ -238,7 +238,7 @@ enum Interrupt {
 /// rarely touches the timer wheel.
 ///
 /// `fut` must be `Unpin` (a `poll_fn`, or a future pinned by the caller with
-/// `std::pin::pin!`): the wait is then `fut` and four words, where an `async fn` would keep
+/// `std::pin::pin!`): the wait is then `fut` and a few words, where an `async fn` would keep
 /// `fut` twice.
 fn within<'a, 'p, F: Future + Unpin>(
     timer: &'a mut Pin<&'p mut Sleep>,
