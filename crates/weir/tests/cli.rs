@@ -243,11 +243,17 @@ fn connect_when_up(addr: SocketAddr) -> TcpStream {
 }
 
 fn echo_once(conn: &mut TcpStream, msg: &[u8]) {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    conn.write_all(msg).unwrap();
+    try_echo(conn, msg).unwrap();
+}
+
+/// Sends `msg` and reads it back (5 s at most).
+fn try_echo(conn: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(msg)?;
     let mut buf = vec![0u8; msg.len()];
-    conn.read_exact(&mut buf).unwrap();
+    conn.read_exact(&mut buf)?;
     assert_eq!(buf, msg);
+    Ok(())
 }
 
 #[test]
@@ -364,10 +370,21 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
     );
     held.clear();
     drop(first);
-    // Once descriptors are free again, new connections are served.
-    let mut after = connect_when_up(addr);
-    echo_once(&mut after, b"after");
-    drop(after);
+    // Once descriptors are free again, new connections are served. weir frees them as it
+    // sees the clients' closes; a connection accepted before that finds no descriptor for its
+    // server connection and is closed, so try again until one is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut after = connect_when_up(addr);
+        match try_echo(&mut after, b"after") {
+            Ok(()) => break,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("not served yet ({err}); retrying");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) => panic!("no connection served after descriptors were freed: {err}"),
+        }
+    }
     signal(&child.0, "TERM");
     assert!(wait_exit(&mut child.0, Duration::from_secs(15)).success());
     let mut stderr = String::new();
