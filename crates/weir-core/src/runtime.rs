@@ -328,14 +328,10 @@ const POOL_SWEEP: Duration = Duration::from_millis(250);
 
 /// Closes the HTTP/2 pools' expired connections.
 async fn sweep_h2_pools(groups: Vec<Arc<HttpGroup>>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(POOL_SWEEP);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => groups.iter().for_each(|g| g.pool.sweep()),
-        }
-    }
+    every(POOL_SWEEP, &stop, || {
+        groups.iter().for_each(|g| g.pool.sweep())
+    })
+    .await;
 }
 
 /// Closes the expired HTTP/1 server connections of the worker it runs on, so each socket is
@@ -346,12 +342,20 @@ async fn sweep_h2_pools(groups: Vec<Arc<HttpGroup>>, stop: CancellationToken) {
 /// own thread (an eventfd write) whenever a connection sets a timer: one more system call per
 /// new connection.
 async fn sweep_h1_pools(groups: Vec<Arc<HttpGroup>>, tasks: TaskTracker, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(POOL_SWEEP);
+    every(POOL_SWEEP, &stop, || {
+        groups.iter().for_each(|g| g.h1_pool.sweep(&tasks))
+    })
+    .await;
+}
+
+/// Runs `work` every `period` until `stop`.
+async fn every(period: Duration, stop: &CancellationToken, work: impl Fn()) {
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => groups.iter().for_each(|g| g.h1_pool.sweep(&tasks)),
+            _ = tick.tick() => work(),
         }
     }
 }
