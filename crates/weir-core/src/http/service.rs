@@ -491,21 +491,7 @@ impl HttpService {
     async fn connect(&self, group: &HttpGroup, server: usize) -> Result<Sender, End> {
         let config = &group.upstream.config;
         let state = &group.upstream.servers[server];
-        let stream = match connect_one(
-            state.address,
-            config.connect_timeout,
-            config.tcp_keepalive.as_ref(),
-        )
-        .await
-        {
-            Ok(stream) => stream,
-            Err(end) => {
-                state
-                    .connect_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(end);
-            }
-        };
+        let stream = connect_one(state, config).await?;
         handshake(stream, &self.tasks, state.address)
             .await
             .map_err(|_| End::new(EndBy::Upstream, EndHow::Error, EndPhase::Connect))

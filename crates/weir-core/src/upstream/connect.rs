@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::error::Elapsed;
 use tracing::debug;
 
-use super::{ActiveGuard, Upstream};
+use super::{ActiveGuard, ServerState, Upstream};
 use crate::end::{End, EndBy, EndHow, EndPhase};
 use crate::net::sockopt;
 
@@ -107,17 +107,28 @@ pub fn connect(
     }
 }
 
-/// Connects to one server under `timeout`: a socket with TCP_NODELAY (and keep-alive as
-/// configured), connected, as an end record when it fails.
+/// Connects to one server of a group: a socket with TCP_NODELAY (and keep-alive as
+/// configured), connected within the group's connect timeout, or the end record of the
+/// failure, counted in the server's `connect_failures`.
 pub(crate) async fn connect_one(
-    addr: SocketAddr,
-    timeout: Duration,
-    keepalive: Option<&weir_config::TcpKeepalive>,
+    server: &ServerState,
+    config: &weir_config::Group,
 ) -> Result<TcpStream, End> {
-    let stream = start_connect(addr, keepalive).map_err(|err| connect_error_end(&err))?;
-    let ready = tokio::time::timeout(timeout, stream.ready(Interest::WRITABLE)).await;
-    handshake_outcome(&stream, ready)?;
-    Ok(stream)
+    let attempt = async {
+        let stream = start_connect(server.address, config.tcp_keepalive.as_ref())
+            .map_err(|err| connect_error_end(&err))?;
+        let ready =
+            tokio::time::timeout(config.connect_timeout, stream.ready(Interest::WRITABLE)).await;
+        handshake_outcome(&stream, ready)?;
+        Ok(stream)
+    };
+    let connected = attempt.await;
+    if connected.is_err() {
+        server
+            .connect_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    connected
 }
 
 /// Starts a non-blocking connect: the socket, with TCP_NODELAY and keep-alive as configured,

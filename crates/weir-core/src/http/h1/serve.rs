@@ -943,32 +943,21 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             let reused = pooled.is_some();
             let mut stream = match pooled {
                 Some(stream) => stream,
-                None => {
-                    match connect_one(
-                        state.address,
-                        config.connect_timeout,
-                        config.tcp_keepalive.as_ref(),
-                    )
-                    .await
-                    {
-                        Ok(stream) => stream,
-                        Err(end) => {
-                            state
-                                .connect_failures
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tried.push(server);
-                            failures += 1;
-                            last_failure = Some(end);
-                            if failures > config.retries {
-                                exchange.note(|r| r.retries = failures - 1);
-                                return self
-                                    .answer_failure(exchange, StatusCode::BAD_GATEWAY, end, &body)
-                                    .await;
-                            }
-                            continue;
+                None => match connect_one(&state, config).await {
+                    Ok(stream) => stream,
+                    Err(end) => {
+                        tried.push(server);
+                        failures += 1;
+                        last_failure = Some(end);
+                        if failures > config.retries {
+                            exchange.note(|r| r.retries = failures - 1);
+                            return self
+                                .answer_failure(exchange, StatusCode::BAD_GATEWAY, end, &body)
+                                .await;
                         }
+                        continue;
                     }
-                }
+                },
             };
             let connect_time = match connect_started {
                 Some(started) if !reused => started.elapsed(),
@@ -1338,41 +1327,36 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
             }
             let read = sbuf.read_socket(server, MAX_RESPONSE_HEAD);
-            let read = match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
-                Ok(read) => Some(Ok(read)),
-                Err(Interrupt::Timeout) => Some(Err(())),
-                Err(_) => None,
-            };
-            match read {
-                None => {
+            match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
+                Err(Interrupt::Stopped | Interrupt::Forced) => {
                     return Relayed::Failed {
                         end: End::weir(EndHow::Shutdown, EndPhase::Response, "shutdown"),
                         client_next: Next::Close,
                     };
                 }
-                Some(Err(())) => {
+                Err(Interrupt::Timeout) => {
                     return Relayed::Answer {
                         status: StatusCode::GATEWAY_TIMEOUT,
                         end: End::weir(EndHow::Timeout, EndPhase::Response, "request_timeout"),
                     };
                 }
-                Some(Ok(Ok(0))) if !got_bytes => return Relayed::Retry { how: EndHow::Fin },
-                Some(Ok(Err(err))) if !got_bytes => {
+                Ok(Ok(0)) if !got_bytes => return Relayed::Retry { how: EndHow::Fin },
+                Ok(Err(err)) if !got_bytes => {
                     return Relayed::Retry { how: io_how(&err) };
                 }
-                Some(Ok(Ok(0))) => {
+                Ok(Ok(0)) => {
                     return Relayed::Answer {
                         status: StatusCode::BAD_GATEWAY,
                         end: End::new(EndBy::Upstream, EndHow::Fin, EndPhase::Response),
                     };
                 }
-                Some(Ok(Err(err))) => {
+                Ok(Err(err)) => {
                     return Relayed::Answer {
                         status: StatusCode::BAD_GATEWAY,
                         end: End::new(EndBy::Upstream, io_how(&err), EndPhase::Response),
                     };
                 }
-                Some(Ok(Ok(_))) => got_bytes = true,
+                Ok(Ok(_)) => got_bytes = true,
             }
         }
     }
@@ -1533,25 +1517,20 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             }
             let read = sbuf.read_socket(server, BODY_CHUNK);
             let deadline = Instant::now() + idle;
-            let read = match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
-                Ok(read) => Some(Ok(read)),
-                Err(Interrupt::Timeout) => Some(Err(())),
-                Err(_) => None,
-            };
-            match read {
-                None => {
+            match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
+                Err(Interrupt::Stopped | Interrupt::Forced) => {
                     return Relayed::Failed {
                         end: End::weir(EndHow::Shutdown, EndPhase::Response, "shutdown"),
                         client_next: Next::Close,
                     };
                 }
-                Some(Err(())) => {
+                Err(Interrupt::Timeout) => {
                     return Relayed::Failed {
                         end: End::weir(EndHow::Timeout, EndPhase::Response, "idle_timeout"),
                         client_next: Next::Close,
                     };
                 }
-                Some(Ok(Ok(0))) if fin.framing == Framing::UntilClose => {
+                Ok(Ok(0)) if fin.framing == Framing::UntilClose => {
                     return Relayed::Done {
                         server_reusable: false,
                         keep_alive_hint: None,
@@ -1559,19 +1538,19 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                         end: End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
                     };
                 }
-                Some(Ok(Ok(0))) => {
+                Ok(Ok(0)) => {
                     return Relayed::Failed {
                         end: End::new(EndBy::Upstream, EndHow::Fin, EndPhase::Response),
                         client_next: Next::Close,
                     };
                 }
-                Some(Ok(Err(err))) => {
+                Ok(Err(err)) => {
                     return Relayed::Failed {
                         end: End::new(EndBy::Upstream, io_how(&err), EndPhase::Response),
                         client_next: Next::Close,
                     };
                 }
-                Some(Ok(Ok(_))) => {}
+                Ok(Ok(_)) => {}
             }
         }
     }
