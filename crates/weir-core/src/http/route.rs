@@ -9,6 +9,7 @@
 //! IPv6 literals *without* their brackets (`[::1]:8080` → `::1`), so a rule or a log line never
 //! has to care which header the host came from.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
@@ -140,11 +141,11 @@ fn normal_pattern(name: &str) -> String {
 /// literal (a bad authority does not fall back to `Host`).
 pub fn host_of(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
     if let Some(authority) = uri.authority() {
-        return normal_host(authority.host());
+        return normal_host(authority.host()).map(Cow::into_owned);
     }
     let value = headers.get(http::header::HOST)?.to_str().ok()?;
     let (host, _) = split_authority(value)?;
-    normal_host(host)
+    normal_host(host).map(Cow::into_owned)
 }
 
 /// Splits `host[:port]` (no userinfo) into the host — IPv6 literals keep their brackets — and
@@ -175,18 +176,27 @@ pub(crate) fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
 
 /// Brings a host (IPv6 literals bracketed, no port) to normal form; `None` if it is not a
 /// plausible host: letters, digits, `-`, `.`, `_`, or a bracketed IPv6 address.
-pub(crate) fn normal_host(host: &str) -> Option<String> {
+pub(crate) fn normal_host(host: &str) -> Option<Cow<'_, str>> {
     if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']')?;
         inner.parse::<Ipv6Addr>().ok()?;
-        return Some(inner.to_ascii_lowercase());
+        return Some(lowercase(inner));
     }
     let host = host.strip_suffix('.').unwrap_or(host);
     let valid = !host.is_empty()
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    valid.then(|| host.to_ascii_lowercase())
+    valid.then(|| lowercase(host))
+}
+
+/// `s` in ASCII lowercase, copied only when it has an uppercase letter: most clients send
+/// hosts in lowercase, and every request looks at its host.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    match s.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(s.to_ascii_lowercase()),
+        false => Cow::Borrowed(s),
+    }
 }
 
 /// The default port of `scheme` (`http` 80, `https` 443).

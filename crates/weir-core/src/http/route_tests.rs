@@ -130,6 +130,17 @@ fn host(uri: &str, host_header: Option<&str>) -> Option<String> {
 }
 
 #[test]
+fn a_host_already_in_normal_form_is_not_copied() {
+    assert!(matches!(
+        normal_host("example.com."),
+        Some(Cow::Borrowed("example.com"))
+    ));
+    assert!(matches!(normal_host("[::1]"), Some(Cow::Borrowed("::1"))));
+    assert!(matches!(normal_host("Example.com"), Some(Cow::Owned(h)) if h == "example.com"));
+    assert!(normal_host("exa mple.com").is_none());
+}
+
+#[test]
 fn host_of_strips_port_lowercases_and_drops_trailing_dot() {
     assert_eq!(
         host("/", Some("Example.COM:8080")).as_deref(),

@@ -13,6 +13,7 @@
 //! else 400 (request smuggling lives in the gap between two parsers' repairs); one valid
 //! `Host`, agreeing with an absolute-form target; no control bytes in values.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -98,7 +99,7 @@ impl<'h> Request<'h> {
     }
 
     /// The request's host in normal form (see `route::host_of`).
-    pub fn host(&self) -> Option<String> {
+    pub fn host(&self) -> Option<Cow<'h, str>> {
         if let Some((authority, _)) = self.absolute {
             let (host, _) = split_authority(authority)?;
             return normal_host(host);

@@ -16,6 +16,7 @@
 //!
 //! Every close is FIN after draining (`net::close`); every exchange writes one record.
 
+use std::borrow::Cow;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
@@ -328,8 +329,9 @@ struct Prepared {
     head_len: usize,
     /// What to do with it.
     action: Action,
-    /// The record, when records are wanted.
-    record: Option<HttpRecord>,
+    /// The record, when records are wanted; boxed, so that without an access log an
+    /// exchange's state (kept twice by each `async fn` it is passed to) stays small.
+    record: Option<Box<HttpRecord>>,
 }
 
 enum Action {
@@ -387,7 +389,7 @@ impl BodyStart {
 
 /// The state of one exchange: its record and timings.
 struct Exchange {
-    record: Option<HttpRecord>,
+    record: Option<Box<HttpRecord>>,
     /// When the exchange started (read only when there is a record).
     started: Option<Instant>,
     sent_at: Option<Instant>,
@@ -414,7 +416,7 @@ impl Exchange {
         record.upstream_response_time = self.sent_at.map(|t| now.duration_since(t));
         record.bytes_in = self.bytes_in;
         record.bytes_out = self.bytes_out;
-        sink.record(Record::Http(record));
+        sink.record(Record::Http(*record));
     }
 }
 
@@ -642,7 +644,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 "HTTP/1.1"
             };
             record.method = req.method.unwrap_or("-").to_string();
-            record
+            Box::new(record)
         });
         let req_info = match checked {
             Ok(info) => info,
@@ -655,11 +657,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     };
                 }
                 self.rbuf.consume(head_len);
-                return Parsed::Refused(reject, record.map(Box::new));
+                return Parsed::Refused(reject, record);
             }
         };
         if let Some(record) = &mut record {
-            record.host = req_info.host();
+            record.host = req_info.host().map(Cow::into_owned);
             record.path = if svc.settings.log_query {
                 req_info.origin_target().to_string()
             } else {
@@ -1117,23 +1119,28 @@ impl<S: ClientStream> Conn<'_, '_, S> {
 
     /// Writes weir's own answer and the exchange's record; `close` adds `Connection: close`
     /// and ends the connection after it.
-    async fn respond(
-        &mut self,
+    ///
+    /// The future is on the heap: weir's own answers are rare next to forwarded requests, and
+    /// inline, the answer's buffer would be room in every exchange's future.
+    fn respond<'s>(
+        &'s mut self,
         mut exchange: Exchange,
         status: StatusCode,
         end: End,
         close: bool,
-        location: Option<&str>,
-    ) -> Next {
-        exchange.note(|r| r.status = status.as_u16());
-        let out = answer(status, close, location);
-        let written = self.write_client(out.bytes()).await;
-        exchange.finish(&*self.svc.sink, end);
-        match written {
-            Err(fail) => fail.next(),
-            Ok(()) if close => Next::Close,
-            Ok(()) => Next::KeepAlive,
-        }
+        location: Option<&'s str>,
+    ) -> Pin<Box<impl Future<Output = Next> + 's>> {
+        Box::pin(async move {
+            exchange.note(|r| r.status = status.as_u16());
+            let out = answer(status, close, location);
+            let written = self.write_client(out.bytes()).await;
+            exchange.finish(&*self.svc.sink, end);
+            match written {
+                Err(fail) => fail.next(),
+                Ok(()) if close => Next::Close,
+                Ok(()) => Next::KeepAlive,
+            }
+        })
     }
 
     /// A request body that could not be read: answered (400, 413) or the client is gone.
@@ -1731,7 +1738,7 @@ fn poke_server(server: &TcpStream, sbuf: &mut Buf) -> Result<bool, SendFail> {
     }
 }
 
-fn ready(head_len: usize, action: Action, record: Option<HttpRecord>) -> Parsed {
+fn ready(head_len: usize, action: Action, record: Option<Box<HttpRecord>>) -> Parsed {
     Parsed::Ready(Prepared {
         head_len,
         action,
