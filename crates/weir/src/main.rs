@@ -10,6 +10,10 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// jemalloc rather than the system allocator: see the workspace manifest.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
