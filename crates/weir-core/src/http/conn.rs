@@ -352,9 +352,9 @@ mod tests {
         // 528 bytes in a release build today (a 640-byte task cell), a little more in a debug
         // one: an idle HTTP/1 connection holds only its read loop (TLS, HTTP/2, each exchange
         // and the close live on the heap while they run). A regression guard: past about 650
-        // bytes the task cell grows to 768, past about 780 to 896 bytes, which glibc 2.36
-        // allocates (128-byte aligned) in about twice the time (see `-Zprint-type-sizes`; idle
-        // memory per connection is tracked by the benchmark).
+        // bytes the task cell (128-byte aligned) grows to 768 bytes, and every idle connection
+        // with it (see `-Zprint-type-sizes`; idle memory per connection is tracked by the
+        // benchmark).
         assert!(size < 640, "the connection future is {size} bytes");
     }
 }

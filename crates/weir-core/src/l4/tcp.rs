@@ -228,8 +228,8 @@ mod tests {
         let size = std::mem::size_of_val(&serve);
         eprintln!("TcpService::serve future: {size} bytes");
         // 656 bytes in a release build today (a 768-byte task cell), a little more in a debug
-        // one. Past about 780 bytes the task cell grows to 896 bytes, which glibc 2.36
-        // allocates (128-byte aligned) in about twice the time.
+        // one. Past about 780 bytes the task cell (128-byte aligned) grows to 896 bytes, and
+        // every connection with it.
         assert!(size < 768, "the connection future is {size} bytes");
     }
 }
