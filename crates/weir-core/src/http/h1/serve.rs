@@ -16,7 +16,6 @@
 //!
 //! Every close is FIN after draining (`net::close`); every exchange writes one record.
 
-use std::borrow::Cow;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
@@ -660,8 +659,9 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 return Parsed::Refused(reject, record);
             }
         };
+        let host = req_info.host();
         if let Some(record) = &mut record {
-            record.host = req_info.host().map(Cow::into_owned);
+            record.host = host.as_deref().map(str::to_owned);
             record.path = if svc.settings.log_query {
                 req_info.origin_target().to_string()
             } else {
@@ -694,7 +694,6 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             let close = self.facts.refusal.is_some() || has_body || !req_info.keep_alive;
             return ready(head_len, answer(status, end, close), record);
         }
-        let host = req_info.host();
         let (route, rule_rate) = svc.router.route_with_rate(host.as_deref(), req_info.path());
         let close_after_answer = has_body || !req_info.keep_alive;
         if rule_rate.is_some_and(|rate| !rate.admit()) {
