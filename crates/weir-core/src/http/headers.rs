@@ -188,7 +188,8 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
 /// An IP address in text form, on the stack: IPv6 without brackets, IPv4-mapped IPv6 as plain
 /// IPv4.
 ///
-/// Byte-sized (47 bytes, no padding): every HTTP/1 connection keeps one.
+/// Made for each proxied HTTP/1 request (a connection does not keep one): IPv4, the common
+/// case, is written digit by digit rather than through `fmt`.
 pub(crate) struct IpText {
     buf: [u8; 46],
     len: u8,
@@ -201,9 +202,33 @@ impl IpText {
             buf: [0; 46],
             len: 0,
         };
-        // 45 bytes hold any IPv6 text form; writing cannot fail.
-        let _ = write!(text, "{}", ip.to_canonical());
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            // 45 bytes hold any IPv6 text form; writing cannot fail.
+            v6 => {
+                let _ = write!(text, "{v6}");
+            }
+        }
         text
+    }
+
+    /// Appends one ASCII byte (at most 15 for IPv4: no bounds to check beyond the array's).
+    fn push(&mut self, byte: u8) {
+        self.buf[usize::from(self.len)] = byte;
+        self.len += 1;
     }
 
     /// The text.

@@ -202,6 +202,15 @@ fn redact_credentials() {
 fn ip_text_holds_the_longest_forms() {
     let text = |ip: &str| IpText::new(ip.parse().unwrap()).as_str().to_string();
     assert_eq!(text("192.168.100.200"), "192.168.100.200");
+    for ip in [
+        "0.0.0.0",
+        "10.0.9.10",
+        "127.0.0.1",
+        "99.100.199.255",
+        "203.0.113.7",
+    ] {
+        assert_eq!(text(ip), ip);
+    }
     let longest = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
     assert_eq!(text(longest), longest);
     assert_eq!(text("::ffff:255.255.255.255"), "255.255.255.255");

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, warn};
 use weir_config::TcpKeepalive;
 
-use crate::http::conn::HttpEntry;
+use crate::http::conn::{ConnTask, HttpEntry};
 use crate::l4::tcp::TcpService;
 use crate::limits::Gate;
 use crate::net::sockopt;
@@ -163,10 +163,11 @@ fn spawn_connection(
             let task = tcp.clone().serve(stream, peer, &life.signal, admitted);
             spawn_traced(life, service, peer, task);
         }
-        Service::Http(http) => {
-            let task = http.clone().serve(stream, peer, port, life, admitted);
-            spawn_traced(life, service, peer, task);
-        }
+        // Plain and https connections are tasks of their own kind, each of its own size.
+        Service::Http(http) => match http.clone().serve(stream, peer, port, life, admitted) {
+            ConnTask::Plain(plain) => spawn_traced(life, service, peer, plain),
+            ConnTask::Tls(tls) => spawn_traced(life, service, peer, tls),
+        },
     }
 }
 

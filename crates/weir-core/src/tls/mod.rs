@@ -168,17 +168,48 @@ pub fn server_config_with_alpn(tls: &Tls, alpn: &[&[u8]]) -> Result<Arc<ServerCo
     Ok(Arc::new(config))
 }
 
-/// The negotiated protocol of an accepted connection, for logs: `("TLSv1.3", Some(b"h2"))`.
+/// A TLS protocol version, as logs name it. One byte: every https connection keeps one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NegotiatedVersion {
+    /// TLS 1.0.
+    V1_0,
+    /// TLS 1.1.
+    V1_1,
+    /// TLS 1.2.
+    V1_2,
+    /// TLS 1.3.
+    V1_3,
+    /// Not one weir names (rustls negotiates only 1.2 and 1.3).
+    Unknown,
+    /// No version chosen yet: the handshake is not over.
+    None,
+}
+
+impl NegotiatedVersion {
+    /// `TLSv1.3` etc.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NegotiatedVersion::V1_0 => "TLSv1.0",
+            NegotiatedVersion::V1_1 => "TLSv1.1",
+            NegotiatedVersion::V1_2 => "TLSv1.2",
+            NegotiatedVersion::V1_3 => "TLSv1.3",
+            NegotiatedVersion::Unknown => "unknown",
+            NegotiatedVersion::None => "none",
+        }
+    }
+}
+
+/// The negotiated protocol of an accepted connection: `(NegotiatedVersion::V1_3, Some(b"h2"))`.
 ///
-/// The version is `"none"` before the handshake has chosen one.
-pub fn describe(conn: &ServerConnection) -> (&'static str, Option<&[u8]>) {
+/// The version is [`NegotiatedVersion::None`] before the handshake has chosen one.
+pub fn describe(conn: &ServerConnection) -> (NegotiatedVersion, Option<&[u8]>) {
     let version = match conn.protocol_version() {
-        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        Some(ProtocolVersion::TLSv1_1) => "TLSv1.1",
-        Some(ProtocolVersion::TLSv1_0) => "TLSv1.0",
-        Some(_) => "unknown",
-        None => "none",
+        Some(ProtocolVersion::TLSv1_3) => NegotiatedVersion::V1_3,
+        Some(ProtocolVersion::TLSv1_2) => NegotiatedVersion::V1_2,
+        Some(ProtocolVersion::TLSv1_1) => NegotiatedVersion::V1_1,
+        Some(ProtocolVersion::TLSv1_0) => NegotiatedVersion::V1_0,
+        Some(_) => NegotiatedVersion::Unknown,
+        None => NegotiatedVersion::None,
     };
     (version, conn.alpn_protocol())
 }

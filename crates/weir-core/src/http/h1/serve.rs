@@ -47,6 +47,7 @@ use crate::l4::forward::{CLOSE_LINGER, is_reset};
 use crate::limits::Refusal;
 use crate::listener::signal::{Shutdown, Signal, Watch};
 use crate::net::close::drain_and_close;
+use crate::tls::NegotiatedVersion;
 use crate::upstream::connect::connect_one;
 
 #[path = "tunnel.rs"]
@@ -76,8 +77,8 @@ pub struct ConnFacts {
     pub peer: SocketAddr,
     /// Listener port the client connected to.
     pub local_port: u16,
-    /// `TLSv1.3` etc. on https.
-    pub tls_version: Option<&'static str>,
+    /// The TLS version, on https.
+    pub tls_version: Option<NegotiatedVersion>,
     /// Why the listener's ACL or limits turned this connection away, if they did: its first
     /// request is answered 403 or 503 and the connection closes.
     pub refusal: Option<Refusal>,
@@ -92,47 +93,53 @@ pub struct H2Handoff<S> {
     pub read: Vec<u8>,
 }
 
-/// Serves an HTTP/1 connection to its end and closes it, or hands it back when it speaks
-/// HTTP/2.
+/// Serves an HTTP/1 connection to its end and closes it, or hands it to `on_h2` when it
+/// speaks HTTP/2 (with the connection's facts and shutdown signal).
 ///
 /// The future lives in every connection's task, so it is built to stay small: not an
-/// `async fn` (which would keep `stream` twice, as argument and as local), `facts` borrowed
-/// from the caller, and everything but the read loop (an exchange, the close, a tunnel) on the
-/// heap while it runs.
+/// `async fn` (which would keep each argument twice, as argument and as local), everything the
+/// connection owns kept once, where it was passed in, and everything but the read loop (an
+/// exchange, the close, a tunnel, HTTP/2) on the heap while it runs. The caller spawns this
+/// future as it is, with no block of its own around it, for the same reason.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would keep `stream` twice"
 )]
-pub fn serve<'a, S: ClientStream>(
-    svc: &'a HttpService,
+pub fn serve<S, H, F>(
+    svc: Arc<HttpService>,
     mut stream: S,
-    facts: &'a ConnFacts,
-    signal: &'a Arc<Signal>,
-) -> impl Future<Output = Option<H2Handoff<S>>> + 'a {
+    facts: ConnFacts,
+    signal: Arc<Signal>,
+    on_h2: H,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: ClientStream + 'static,
+    H: FnOnce(H2Handoff<S>, ConnFacts, Arc<Signal>) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     async move {
-        let timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + svc.idle_timeout));
-        let mut conn = Conn {
-            svc,
-            client: &mut stream,
-            rbuf: Buf::new(),
-            ip: IpText::new(facts.peer.ip()),
-            facts,
-            watch: signal.watch(),
-            timer,
-            idle_since: Instant::now(),
-            requests: 0,
+        let (finish, rbuf, watch) = {
+            let timer = std::pin::pin!(tokio::time::sleep_until(Instant::now() + svc.idle_timeout));
+            let mut conn = Conn {
+                svc: &svc,
+                client: &mut stream,
+                rbuf: Buf::new(),
+                facts: &facts,
+                watch: signal.watch(),
+                timer,
+                requests: 0,
+            };
+            let finish = conn.run().await;
+            (finish, conn.rbuf, conn.watch)
         };
-        let finish = conn.run().await;
-        let Conn { rbuf, watch, .. } = conn;
         let closing = match ending(finish, stream, rbuf, watch) {
-            Ending::H2(handoff) => return Some(handoff),
-            Ending::Done => return None,
+            Ending::H2(handoff) => return on_h2(handoff, facts, signal).await,
+            Ending::Done => return,
             Ending::Closing(closing) => closing,
         };
         // One await for every close, on the heap: the close's timers and a tunnel are large,
         // and locals kept across several awaits would each take room in every connection.
-        Box::pin(closing.run(svc, facts.peer)).await;
-        None
+        Box::pin(closing.run(&svc, facts.peer)).await;
     }
 }
 
@@ -312,13 +319,10 @@ struct Conn<'a, 'p, S> {
     /// Bytes from the client not used yet.
     rbuf: Buf,
     facts: &'a ConnFacts,
-    ip: IpText,
     /// Shutdown: finish the exchange and close; close now once the grace is over.
     watch: Watch,
     /// The connection's one timer (see [`within`]).
     timer: Pin<&'p mut Sleep>,
-    /// When the last exchange ended (or the connection began): the idle timer runs from here.
-    idle_since: Instant,
     requests: u32,
 }
 
@@ -421,8 +425,11 @@ impl Exchange {
 
 /// Where a wait for a request head is.
 struct HeadRead {
-    /// When the head's first byte came.
-    started: Option<Instant>,
+    /// Until the head's first byte, the end of the idle timeout; from then on, the end of the
+    /// head timeout.
+    deadline: Instant,
+    /// The head's first byte came.
+    started: bool,
     /// The socket was ready (or need not be waited for): a read is under way.
     reading: bool,
 }
@@ -455,43 +462,56 @@ enum Parsed {
 }
 
 impl<S: ClientStream> Conn<'_, '_, S> {
-    async fn run(&mut self) -> Finish {
-        loop {
-            let prepared = match self.read_head().await {
-                HeadWait::Ready(prepared) => prepared,
-                HeadWait::Quiet | HeadWait::Stopped => return Finish::Close(None),
-                HeadWait::H2 => return Finish::H2,
-                HeadWait::TlsOnPlain => {
-                    warn!(peer = %self.facts.peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
-                    self.log_rejected(None, client_error("tls_on_plain_port"));
-                    return Finish::Close(None);
+    /// Serves requests until the connection ends. Not an `async fn`, which would keep `self`
+    /// twice in the state every connection holds.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep `self` twice"
+    )]
+    fn run(&mut self) -> impl Future<Output = Finish> + '_ {
+        async move {
+            loop {
+                let idle_deadline = Instant::now() + self.svc.idle_timeout;
+                let prepared = match self.read_head(idle_deadline).await {
+                    HeadWait::Ready(prepared) => prepared,
+                    HeadWait::Quiet | HeadWait::Stopped => return Finish::Close(None),
+                    HeadWait::H2 => return Finish::H2,
+                    HeadWait::TlsOnPlain => {
+                        warn!(peer = %self.facts.peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
+                        self.log_rejected(None, client_error("tls_on_plain_port"));
+                        return Finish::Close(None);
+                    }
+                    HeadWait::Refused(reject, Some(record)) => {
+                        let mut record = *record;
+                        record.status = reject.status.as_u16();
+                        record.end(client_error(reject.reason));
+                        self.svc.sink.record(Record::Http(record));
+                        return Finish::Close(Some(answer(reject.status, true, None)));
+                    }
+                    HeadWait::Refused(reject, None) => {
+                        self.log_rejected(Some(reject.status), client_error(reject.reason));
+                        return Finish::Close(Some(answer(reject.status, true, None)));
+                    }
+                    HeadWait::HeadTimeout => {
+                        let end =
+                            End::weir(EndHow::Timeout, EndPhase::Request, "request_header_timeout");
+                        self.log_rejected(Some(StatusCode::REQUEST_TIMEOUT), end);
+                        return Finish::Close(Some(answer(
+                            StatusCode::REQUEST_TIMEOUT,
+                            true,
+                            None,
+                        )));
+                    }
+                };
+                // An exchange's state lives on the heap only while it runs: an idle connection
+                // keeps just the loop's.
+                match Box::pin(self.exchange(prepared)).await {
+                    Next::KeepAlive => {}
+                    Next::Close => return Finish::Close(None),
+                    Next::CloseQuiet => return Finish::CloseQuiet,
+                    Next::Gone => return Finish::Gone,
+                    Next::Tunnel(tunnel) => return Finish::Tunnel(tunnel),
                 }
-                HeadWait::Refused(reject, Some(record)) => {
-                    let mut record = *record;
-                    record.status = reject.status.as_u16();
-                    record.end(client_error(reject.reason));
-                    self.svc.sink.record(Record::Http(record));
-                    return Finish::Close(Some(answer(reject.status, true, None)));
-                }
-                HeadWait::Refused(reject, None) => {
-                    self.log_rejected(Some(reject.status), client_error(reject.reason));
-                    return Finish::Close(Some(answer(reject.status, true, None)));
-                }
-                HeadWait::HeadTimeout => {
-                    let end =
-                        End::weir(EndHow::Timeout, EndPhase::Request, "request_header_timeout");
-                    self.log_rejected(Some(StatusCode::REQUEST_TIMEOUT), end);
-                    return Finish::Close(Some(answer(StatusCode::REQUEST_TIMEOUT, true, None)));
-                }
-            };
-            // An exchange's state lives on the heap only while it runs: an idle connection
-            // keeps just the loop's.
-            match Box::pin(self.exchange(prepared)).await {
-                Next::KeepAlive => self.idle_since = Instant::now(),
-                Next::Close => return Finish::Close(None),
-                Next::CloseQuiet => return Finish::CloseQuiet,
-                Next::Gone => return Finish::Gone,
-                Next::Tunnel(tunnel) => return Finish::Tunnel(tunnel),
             }
         }
     }
@@ -502,9 +522,10 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     /// Every idle connection waits here, so the wait is a poll function over the connection
     /// and two small values, rather than an `async fn`, which would keep its own copies of
     /// what it uses and the future of each wait inside it.
-    fn read_head(&mut self) -> impl Future<Output = HeadWait> + Unpin {
+    fn read_head(&mut self, idle_deadline: Instant) -> impl Future<Output = HeadWait> + Unpin {
         let mut head = HeadRead {
-            started: None,
+            deadline: idle_deadline,
+            started: false,
             reading: false,
         };
         poll_fn(move |cx| self.poll_head(cx, &mut head))
@@ -512,33 +533,26 @@ impl<S: ClientStream> Conn<'_, '_, S> {
 
     fn poll_head(&mut self, cx: &mut Context<'_>, head: &mut HeadRead) -> Poll<HeadWait> {
         let svc = self.svc;
-        // The idle timer until the head's first byte, then the head timer.
-        let deadline = |head: &HeadRead, idle_since: Instant| match head.started {
-            Some(started) => started + svc.settings.request_header_timeout,
-            None => idle_since + svc.idle_timeout,
-        };
         loop {
             if !head.reading {
                 if !self.rbuf.is_empty()
-                    && let Some(wait) = self.look_at_head(&mut head.started)
+                    && let Some(wait) = self.look_at_head(head)
                 {
                     return Poll::Ready(wait);
                 }
-                if head.started.is_none() && self.rbuf.is_empty() {
+                if !head.started && self.rbuf.is_empty() {
                     // Wait for the socket before taking a buffer: an idle connection holds none.
                     // Shutdown ends this wait.
                     match self.client.poll_read_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(_)) => return Poll::Ready(HeadWait::Quiet),
                         Poll::Pending => {
-                            let (watch, deadline) =
-                                (&mut self.watch, deadline(head, self.idle_since));
-                            return poll_interrupt(cx, &mut self.timer, watch, deadline, true).map(
-                                |interrupt| match interrupt {
+                            let watch = &mut self.watch;
+                            return poll_interrupt(cx, &mut self.timer, watch, head.deadline, true)
+                                .map(|interrupt| match interrupt {
                                     Interrupt::Timeout => HeadWait::Quiet,
                                     Interrupt::Stopped | Interrupt::Forced => HeadWait::Stopped,
-                                },
-                            );
+                                });
                         }
                     }
                 }
@@ -549,10 +563,10 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(HeadWait::Quiet),
                 Poll::Ready(Ok(_)) => head.reading = false,
                 Poll::Pending => {
-                    let (watch, deadline) = (&mut self.watch, deadline(head, self.idle_since));
-                    return poll_interrupt(cx, &mut self.timer, watch, deadline, false).map(
+                    let watch = &mut self.watch;
+                    return poll_interrupt(cx, &mut self.timer, watch, head.deadline, false).map(
                         |interrupt| match interrupt {
-                            Interrupt::Timeout if head.started.is_some() => HeadWait::HeadTimeout,
+                            Interrupt::Timeout if head.started => HeadWait::HeadTimeout,
                             Interrupt::Timeout => HeadWait::Quiet,
                             Interrupt::Stopped | Interrupt::Forced => HeadWait::Stopped,
                         },
@@ -563,8 +577,8 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     }
 
     /// Looks at the bytes received so far: what to do with them, or `None` when more are
-    /// needed (with `head_started` set once a head has begun).
-    fn look_at_head(&mut self, head_started: &mut Option<Instant>) -> Option<HeadWait> {
+    /// needed (with the head timer started once a head has begun).
+    fn look_at_head(&mut self, head: &mut HeadRead) -> Option<HeadWait> {
         let settings = &self.svc.settings;
         let first = self.requests == 0;
         let bytes = self.rbuf.filled();
@@ -578,7 +592,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     return Some(HeadWait::H2);
                 }
                 // Not enough bytes to tell yet.
-                head_started.get_or_insert_with(Instant::now);
+                self.start_head_timer(head);
                 return None;
             }
         }
@@ -590,9 +604,17 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     let reject = head_too_large(self.rbuf.filled(), settings.max_uri_length);
                     return Some(HeadWait::Refused(reject, None));
                 }
-                head_started.get_or_insert_with(Instant::now);
+                self.start_head_timer(head);
                 None
             }
+        }
+    }
+
+    /// The head has begun: from now on it must be complete within `request_header_timeout`.
+    fn start_head_timer(&self, head: &mut HeadRead) {
+        if !head.started {
+            head.started = true;
+            head.deadline = Instant::now() + self.svc.settings.request_header_timeout;
         }
     }
 
@@ -636,7 +658,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
         let checked = head::check_request(&req, &limits);
         let mut record = svc.sink.wants_records().then(|| {
             let mut record = new_record(&svc.listener, svc.tls, self.facts.peer);
-            record.tls_version = self.facts.tls_version;
+            record.tls_version = self.facts.tls_version.map(NegotiatedVersion::as_str);
             record.http_version = if req.version == Some(0) {
                 "HTTP/1.0"
             } else {
@@ -751,8 +773,9 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             if websocket { "websocket" } else { "tunnel" }
         });
         let mut out = OutBuf::new();
+        let ip = IpText::new(self.facts.peer.ip());
         let forwarded = Forwarded {
-            ip: self.ip.as_str(),
+            ip: ip.as_str(),
             local_port: self.facts.local_port,
             tls: svc.tls,
         };
@@ -1584,7 +1607,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             return;
         }
         let mut record = new_record(&self.svc.listener, self.svc.tls, self.facts.peer);
-        record.tls_version = self.facts.tls_version;
+        record.tls_version = self.facts.tls_version.map(NegotiatedVersion::as_str);
         record.status = status.map_or(0, |s| s.as_u16());
         record.end(end);
         sink.record(Record::Http(record));

@@ -103,6 +103,7 @@ async fn serve(config: Arc<rustls::ServerConfig>) -> SocketAddr {
                 };
                 let (version, alpn) = describe(tls.get_ref().1);
                 let alpn = alpn.map_or("-".into(), |p| String::from_utf8_lossy(p).into_owned());
+                let version = version.as_str();
                 let _ = tls.write_all(format!("{version} {alpn}").as_bytes()).await;
                 let _ = tls.shutdown().await;
             });
