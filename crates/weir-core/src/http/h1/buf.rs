@@ -123,8 +123,20 @@ impl Buf {
             return Poll::Ready(Ok(0));
         }
         let mut free = ReadBuf::new(&mut self.data[self.end..]);
-        ready!(Pin::new(stream).poll_read(cx, &mut free))?;
-        let n = free.filled().len();
+        let n = match Pin::new(stream).poll_read(cx, &mut free) {
+            Poll::Ready(Ok(())) => free.filled().len(),
+            // Nothing came: an empty buffer goes back rather than wait with the connection.
+            // (A socket's readiness can be a guess: tokio takes an accepted socket for
+            // readable before the client has sent anything.)
+            Poll::Pending => {
+                self.release();
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(err)) => {
+                self.release();
+                return Poll::Ready(Err(err));
+            }
+        };
         self.end += n;
         if n == 0 {
             self.release();
@@ -225,6 +237,13 @@ impl OutBuf {
         OutBuf { data }
     }
 
+    /// An empty output buffer of its own (not pooled), for bytes held across long waits.
+    pub fn with_capacity(capacity: usize) -> Self {
+        OutBuf {
+            data: Vec::with_capacity(capacity),
+        }
+    }
+
     /// The bytes to write.
     pub fn bytes(&self) -> &[u8] {
         &self.data
@@ -303,6 +322,31 @@ mod tests {
         buf.consume(5);
         assert!(buf.is_empty());
         assert_eq!(buf.data.capacity(), 0, "an emptied buffer is given back");
+    }
+
+    /// An accepted socket is taken for readable before the client sends anything (tokio
+    /// assumes it): the read that finds nothing must not keep a buffer while it waits.
+    #[tokio::test]
+    async fn a_read_that_finds_nothing_holds_no_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        let mut buf = Buf::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let poll = buf.poll_read_from(&mut cx, &mut accepted, BUF_SIZE);
+        assert!(poll.is_pending());
+        assert_eq!(
+            buf.data.capacity(),
+            0,
+            "no buffer is kept while nothing came"
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET")
+            .await
+            .unwrap();
+        assert_eq!(buf.read_from(&mut accepted, BUF_SIZE).await.unwrap(), 3);
+        assert_eq!(buf.filled(), b"GET");
     }
 
     #[tokio::test]

@@ -64,6 +64,10 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// loopback leaves as one full segment and a 53-byte one (see `l4::direction`).
 const BODY_CHUNK: usize = 48 * 1024;
 
+/// Room for what weir adds to a request head (`X-Forwarded-*`, `X-Real-IP`, framing): about
+/// 270 bytes with IPv6 addresses; a head that needs more grows its buffer.
+const FORWARDING_ROOM: usize = 320;
+
 /// How an HTTP/2 client with prior knowledge starts (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -772,7 +776,10 @@ impl<S: ClientStream> Conn<'_, '_, S> {
             });
             if websocket { "websocket" } else { "tunnel" }
         });
-        let mut out = OutBuf::new();
+        // Held until the response comes (the request may be sent again): a buffer of its own,
+        // with room for weir's forwarding headers. (A pooled one is 16 KiB, and a burst of
+        // exchanges waiting on their servers would each keep one.)
+        let mut out = OutBuf::with_capacity(head_len + FORWARDING_ROOM);
         let ip = IpText::new(self.facts.peer.ip());
         let forwarded = Forwarded {
             ip: ip.as_str(),
