@@ -5,6 +5,12 @@ pub mod sockopt;
 pub mod splice;
 
 use std::cell::RefCell;
+use std::io;
+use std::task::{Context, Poll, ready};
+
+use rustix::net::{RecvFlags, SendFlags};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 
 /// Size of the per-thread scratch buffer.
 pub const SCRATCH_SIZE: usize = 64 * 1024;
@@ -21,4 +27,139 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
         Ok(mut buf) => f(&mut buf),
         Err(_) => f(&mut vec![0; SCRATCH_SIZE]),
     })
+}
+
+/// `recv(2)` on a socket without waiting: [`TcpStream::try_read`] (`WouldBlock` when tokio
+/// has seen nothing arrive, without a system call), with two differences.
+/// - A read that fills less than `buf` emptied the socket, and tokio is told to forget its
+///   readiness, as its own `poll_read` does. `try_read` leaves it set, so the next attempt
+///   on the socket costs a `recv` that finds nothing: for a pooled server connection, the
+///   check at checkout that it is still quiet, once per request.
+/// - The system call is rustix's, direct: glibc's `recv` is a thread cancellation point and
+///   wraps every call in two atomic updates that weir, which never cancels threads, has no
+///   use for.
+pub fn try_recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let len = buf.len();
+    let mut drained = None;
+    let read = stream.try_io(Interest::READABLE, || {
+        let (n, _) = rustix::net::recv(stream, &mut *buf, RecvFlags::empty())?;
+        if 0 < n && n < len {
+            // `WouldBlock` is how tokio is told; the bytes are returned below.
+            drained = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    drained.map_or(read, Ok)
+}
+
+/// `send(2)` without waiting, as [`try_recv`] reads: a write that takes less than `bytes`
+/// filled the socket's buffer and clears tokio's readiness; `MSG_NOSIGNAL`, as the standard
+/// library sends.
+pub fn try_send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut filled = None;
+    let written = stream.try_io(Interest::WRITABLE, || {
+        let n = rustix::net::send(stream, bytes, SendFlags::NOSIGNAL)?;
+        if 0 < n && n < bytes.len() {
+            filled = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    filled.map_or(written, Ok)
+}
+
+/// Reads once from a socket, waiting until it is readable: `TcpStream`'s `poll_read`, through
+/// [`try_recv`].
+pub fn poll_recv(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        match try_recv(stream, buf) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            read => return Poll::Ready(read),
+        }
+    }
+}
+
+/// Writes once to a socket, waiting until it is writable: `TcpStream`'s `poll_write`, through
+/// [`try_send`].
+pub fn poll_send(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        match try_send(stream, bytes) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            written => return Poll::Ready(written),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        (ours, peer)
+    }
+
+    /// After a read that emptied the socket, tokio answers `WouldBlock` from its own state until
+    /// the reactor sees new bytes: a quiet pooled connection is checked without a system call.
+    #[tokio::test]
+    async fn a_read_that_drains_the_socket_forgets_readiness() {
+        let (ours, peer) = pair().await;
+        peer.try_write(b"abc").unwrap();
+        ours.readable().await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(try_recv(&ours, &mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+        // New bytes are in the socket, but the reactor has not run since (no await): a read
+        // must not reach the kernel. (`TcpStream::try_read` would return them.)
+        peer.try_write(b"def").unwrap();
+        let err = ours.try_read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        // Once the reactor has seen them, they are read.
+        ours.readable().await.unwrap();
+        assert_eq!(try_recv(&ours, &mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"def");
+    }
+
+    /// A read that fills the whole buffer may have left bytes behind: readiness stays.
+    #[tokio::test]
+    async fn a_full_read_keeps_readiness() {
+        let (ours, peer) = pair().await;
+        peer.try_write(b"abcdef").unwrap();
+        ours.readable().await.unwrap();
+        let mut buf = [0u8; 3];
+        assert_eq!(try_recv(&ours, &mut buf).unwrap(), 3);
+        assert_eq!(try_recv(&ours, &mut buf).unwrap(), 3);
+        assert_eq!(&buf, b"def");
+    }
+
+    #[tokio::test]
+    async fn sends_and_receives_through_the_poll_functions() {
+        let (ours, peer) = pair().await;
+        let sent = std::future::poll_fn(|cx| poll_send(&ours, cx, b"hello")).await;
+        assert_eq!(sent.unwrap(), 5);
+        let mut buf = [0u8; 8];
+        let got = std::future::poll_fn(|cx| poll_recv(&peer, cx, &mut buf)).await;
+        assert_eq!(got.unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        drop(ours);
+        let end = std::future::poll_fn(|cx| poll_recv(&peer, cx, &mut buf)).await;
+        assert_eq!(end.unwrap(), 0, "the end of the stream");
+    }
 }

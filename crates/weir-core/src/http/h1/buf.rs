@@ -8,10 +8,9 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use crate::http::client_io::ClientStream;
 
 /// Size of a pooled buffer: a typical request or response head and a small body fit in one
 /// read.
@@ -92,39 +91,42 @@ impl Buf {
         }
     }
 
-    /// Reads once from `stream` into free space, growing the buffer up to `limit` bytes of
+    /// Reads once from the client into free space, growing the buffer up to `limit` bytes of
     /// unused data. Returns the number of bytes read (0 at end of stream, or when the buffer
     /// already holds `limit` bytes).
     ///
     /// The future is three words and `Unpin`: an `async fn` would keep its arguments twice
     /// (as arguments and as locals), and connections wait on it a lot.
-    pub fn read_from<S>(
+    pub fn recv_from<S: ClientStream>(
         &mut self,
         stream: &mut S,
         limit: usize,
-    ) -> impl Future<Output = io::Result<usize>> + Unpin
-    where
-        S: AsyncRead + Unpin + ?Sized,
-    {
-        poll_fn(move |cx| self.poll_read_from(cx, stream, limit))
+    ) -> impl Future<Output = io::Result<usize>> + Unpin {
+        poll_fn(move |cx| self.poll_recv_from(cx, stream, limit))
     }
 
-    /// [`Buf::read_from`] as a poll.
-    pub fn poll_read_from<S>(
+    /// [`Buf::recv_from`] as a poll.
+    pub fn poll_recv_from<S: ClientStream>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
         limit: usize,
-    ) -> Poll<io::Result<usize>>
-    where
-        S: AsyncRead + Unpin + ?Sized,
-    {
+    ) -> Poll<io::Result<usize>> {
+        self.poll_fill(limit, |free| stream.poll_recv(cx, free))
+    }
+
+    /// Fills free space once with `recv`, growing the buffer up to `limit` bytes of unused
+    /// data (`Ok(0)` when it already holds that many).
+    fn poll_fill(
+        &mut self,
+        limit: usize,
+        recv: impl FnOnce(&mut [u8]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         if !self.make_room(limit) {
             return Poll::Ready(Ok(0));
         }
-        let mut free = ReadBuf::new(&mut self.data[self.end..]);
-        let n = match Pin::new(stream).poll_read(cx, &mut free) {
-            Poll::Ready(Ok(())) => free.filled().len(),
+        let n = match recv(&mut self.data[self.end..]) {
+            Poll::Ready(Ok(n)) => n,
             // Nothing came: an empty buffer goes back rather than wait with the connection.
             // (A socket's readiness can be a guess: tokio takes an accepted socket for
             // readable before the client has sent anything.)
@@ -144,7 +146,7 @@ impl Buf {
         Poll::Ready(Ok(n))
     }
 
-    /// [`Buf::read_from`] for a socket, taking a buffer only once the socket is readable: an
+    /// [`Buf::recv_from`] for a server socket, taking a buffer only once the socket is readable: an
     /// exchange waiting for its server holds none, so a burst of exchanges in flight does not
     /// take a buffer each (and leave them behind in the allocator once done).
     pub fn read_socket<'a>(
@@ -177,7 +179,7 @@ impl Buf {
         if !self.make_room(limit) {
             return Ok(0);
         }
-        let n = stream.try_read(&mut self.data[self.end..]);
+        let n = crate::net::try_recv(stream, &mut self.data[self.end..]);
         match n {
             Ok(n) => {
                 self.end += n;
@@ -310,12 +312,26 @@ mod tests {
 
     use super::*;
 
+    /// Reads from a byte slice, as a client that sent `input` would.
+    async fn read_slice(buf: &mut Buf, input: &mut &[u8], limit: usize) -> usize {
+        poll_fn(|_| {
+            buf.poll_fill(limit, |free| {
+                let n = input.len().min(free.len());
+                free[..n].copy_from_slice(&input[..n]);
+                *input = &input[n..];
+                Poll::Ready(Ok(n))
+            })
+        })
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn holds_memory_only_while_bytes_are_unused() {
         let mut buf = Buf::new();
         assert_eq!(buf.data.capacity(), 0);
         let mut input: &[u8] = b"hello world";
-        assert_eq!(buf.read_from(&mut input, 1 << 20).await.unwrap(), 11);
+        assert_eq!(read_slice(&mut buf, &mut input, 1 << 20).await, 11);
         assert_eq!(buf.filled(), b"hello world");
         buf.consume(6);
         assert_eq!(buf.filled(), b"world");
@@ -335,7 +351,7 @@ mod tests {
         let (mut accepted, _) = listener.accept().await.unwrap();
         let mut buf = Buf::new();
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let poll = buf.poll_read_from(&mut cx, &mut accepted, BUF_SIZE);
+        let poll = buf.poll_recv_from(&mut cx, &mut accepted, BUF_SIZE);
         assert!(poll.is_pending());
         assert_eq!(
             buf.data.capacity(),
@@ -345,7 +361,7 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, b"GET")
             .await
             .unwrap();
-        assert_eq!(buf.read_from(&mut accepted, BUF_SIZE).await.unwrap(), 3);
+        assert_eq!(buf.recv_from(&mut accepted, BUF_SIZE).await.unwrap(), 3);
         assert_eq!(buf.filled(), b"GET");
     }
 
@@ -355,12 +371,12 @@ mod tests {
         let mut input: &[u8] = &big;
         let mut buf = Buf::new();
         let limit = BUF_SIZE * 2 + 10;
-        while buf.read_from(&mut input, limit).await.unwrap() > 0 {}
+        while read_slice(&mut buf, &mut input, limit).await > 0 {}
         assert_eq!(buf.len(), limit);
         buf.consume(limit - 1);
         assert_eq!(buf.filled(), &[7]);
         // After consuming, the unused tail moves to the front and reading goes on.
-        assert!(buf.read_from(&mut input, limit).await.unwrap() > 0);
+        assert!(read_slice(&mut buf, &mut input, limit).await > 0);
     }
 
     #[test]

@@ -170,7 +170,8 @@ impl RawPool {
 
 /// Whether an idle connection has nothing to say: no bytes, no FIN, no error. A read is only
 /// attempted when the reactor has seen the socket become readable since the last read, so a
-/// quiet connection costs no system call here.
+/// quiet connection costs no system call here (responses are read with `net::try_recv`,
+/// which leaves no stale readiness behind).
 fn is_quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     match stream.try_read(&mut probe) {

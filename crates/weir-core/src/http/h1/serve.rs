@@ -563,7 +563,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 head.reading = true;
             }
             let limit = svc.settings.max_header_size.max(BUF_SIZE);
-            match self.rbuf.poll_read_from(cx, &mut *self.client, limit) {
+            match self.rbuf.poll_recv_from(cx, &mut *self.client, limit) {
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(HeadWait::Quiet),
                 Poll::Ready(Ok(_)) => head.reading = false,
                 Poll::Pending => {
@@ -901,7 +901,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 }
             }
             let limit = scanned.max(BUFFERED_BODY) + BUF_SIZE;
-            let read = self.rbuf.read_from(&mut *self.client, limit);
+            let read = self.rbuf.recv_from(&mut *self.client, limit);
             match within(&mut self.timer, &mut self.watch, deadline, false, read).await {
                 Err(Interrupt::Stopped | Interrupt::Forced) => return Err(BodyFail::Forced),
                 // Slow body: send what there is and stream the rest.
@@ -1275,7 +1275,7 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                 tokio::select! {
                     biased;
                     ready = server.readable() => Step::Server(ready.is_ok()),
-                    read = rbuf.read_from(client, BODY_CHUNK) => Step::Client(read),
+                    read = rbuf.recv_from(client, BODY_CHUNK) => Step::Client(read),
                 }
             });
             match within(&mut self.timer, &mut self.watch, read_deadline, false, step).await {
@@ -1595,7 +1595,13 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     async fn write_client(&mut self, bytes: &[u8]) -> Result<(), WriteFail> {
         let client = &mut *self.client;
         let write = std::pin::pin!(async {
-            client.write_all(bytes).await?;
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                match poll_fn(|cx| client.poll_send(cx, rest)).await? {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    n => rest = &rest[n..],
+                }
+            }
             client.flush().await
         });
         let deadline = Instant::now() + self.svc.idle_timeout;
@@ -1732,7 +1738,7 @@ async fn write_server_bytes(
     watch: &mut Watch,
 ) -> Result<bool, SendFail> {
     while !bytes.is_empty() {
-        match server.try_write(bytes) {
+        match crate::net::try_send(server, bytes) {
             Ok(n) => bytes = &bytes[n..],
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 let interest = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
