@@ -14,7 +14,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -27,18 +27,6 @@ use crate::net::close::{CloseOutcome, Endpoint, close_stream_gracefully, close_w
 pub trait ClientStream: Endpoint + AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The TCP socket underneath, to drain it before closing.
     fn into_tcp(self) -> TcpStream;
-
-    /// Reads once into `buf`: `Ok(0)` at the end of the stream.
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut read = ReadBuf::new(buf);
-        ready!(Pin::new(self).poll_read(cx, &mut read))?;
-        Poll::Ready(Ok(read.filled().len()))
-    }
-
-    /// Writes once from `bytes`, returning how many were taken.
-    fn poll_send(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(self).poll_write(cx, bytes)
-    }
 
     /// Ready when a read may find bytes (or the end). Lets an idle connection wait without
     /// holding a read buffer; a stream that may hold decrypted bytes of its own is always
@@ -72,15 +60,6 @@ impl ClientStream for TcpStream {
 
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
-    }
-
-    // Plain TCP: direct system calls (see `net::try_recv`).
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        crate::net::poll_recv(self, cx, buf)
-    }
-
-    fn poll_send(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-        crate::net::poll_send(self, cx, bytes)
     }
 }
 

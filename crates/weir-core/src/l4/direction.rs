@@ -22,7 +22,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
 use super::forward::is_reset;
@@ -223,18 +222,16 @@ impl Half {
         dst: &mut W,
     ) -> Poll<Result<(), Fault>>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: Endpoint,
+        W: Endpoint,
     {
         with_scratch(|scratch| {
             let len = scratch.len().min(READ_CHUNK);
             let buf = &mut scratch[..len];
-            let mut read = ReadBuf::new(buf);
-            match ready!(Pin::new(&mut *src).poll_read(cx, &mut read)) {
-                Ok(()) => {}
+            let n = match ready!(src.poll_recv(cx, buf)) {
+                Ok(n) => n,
                 Err(err) => return Poll::Ready(Err(Fault::io(self.src, &err))),
-            }
-            let n = read.filled().len();
+            };
             if n == 0 {
                 self.eof = true;
                 return Poll::Ready(Ok(()));
@@ -267,7 +264,7 @@ impl Half {
         })
     }
 
-    fn poll_write<W: AsyncWrite + Unpin>(
+    fn poll_write<W: Endpoint>(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
@@ -277,7 +274,7 @@ impl Half {
             PendingOrScratch::Pending => &self.pending[self.pos..],
             PendingOrScratch::Scratch(bytes) => bytes,
         };
-        match ready!(Pin::new(&mut *dst).poll_write(cx, bytes)) {
+        match ready!(dst.poll_send(cx, bytes)) {
             Ok(0) => Poll::Ready(Err(Fault::write_zero(self.dst()))),
             Ok(n) => {
                 self.moved = true;

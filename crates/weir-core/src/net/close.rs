@@ -15,12 +15,14 @@
 
 use std::future::poll_fn;
 use std::io::{self, Read};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::SockRef;
 
 use super::{SCRATCH_SIZE, with_scratch};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Most reads of the final, non-blocking emptying of the receive buffer (1 MiB at most, more
@@ -84,6 +86,26 @@ pub trait Endpoint: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send 
     /// and let a close send the FIN. `None` (the default) keeps the generic copy path.
     fn as_tcp(&self) -> Option<&TcpStream> {
         None
+    }
+
+    /// Reads once into `buf`: `Ok(0)` at the end of the stream. Plain TCP reads with
+    /// [`crate::net::poll_recv`].
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if let Some(tcp) = self.as_tcp() {
+            return crate::net::poll_recv(tcp, cx, buf);
+        }
+        let mut read = ReadBuf::new(buf);
+        ready!(Pin::new(self).poll_read(cx, &mut read))?;
+        Poll::Ready(Ok(read.filled().len()))
+    }
+
+    /// Writes once from `bytes`, returning how many were taken. Plain TCP writes with
+    /// [`crate::net::poll_send`].
+    fn poll_send(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(tcp) = self.as_tcp() {
+            return crate::net::poll_send(tcp, cx, bytes);
+        }
+        Pin::new(self).poll_write(cx, bytes)
     }
 }
 
