@@ -126,6 +126,16 @@ impl End {
             reason: Some(reason),
         }
     }
+
+    /// A request the client got wrong (bytes weir refuses), with why.
+    pub const fn client_error(reason: &'static str) -> Self {
+        End {
+            by: EndBy::Client,
+            how: EndHow::Error,
+            phase: EndPhase::Request,
+            reason: Some(reason),
+        }
+    }
 }
 
 /// Everything the access log says about one TCP connection.

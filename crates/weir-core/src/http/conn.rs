@@ -30,11 +30,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use super::client_io::{ClientIo, ClientStream};
-use super::exchange::{Activity, new_record};
+use super::exchange::Activity;
 use super::h1;
 use super::h1::serve::ConnFacts;
 use super::service::{ConnInfo, HttpService};
-use crate::end::{End, EndBy, EndHow, EndPhase, Record};
+use crate::end::End;
 use crate::l4::forward::CLOSE_LINGER;
 use crate::limits::{ConnPermit, Refusal};
 use crate::listener::Lifecycle;
@@ -138,12 +138,9 @@ impl HttpEntry {
         let header_timeout = self.service.settings.request_header_timeout;
         match peek_first_bytes(&stream, header_timeout).await {
             Ok(FirstBytes::PlainHttp) => {
-                self.log_rejected(
-                    peer,
-                    StatusCode::BAD_REQUEST,
-                    end_client("plain_http_on_tls_port"),
-                    None,
-                );
+                let end = End::client_error("plain_http_on_tls_port");
+                let status = Some(StatusCode::BAD_REQUEST);
+                self.service.log_rejected(peer, None, status, end);
                 reject_plain_http(stream).await;
                 return;
             }
@@ -269,27 +266,6 @@ impl HttpEntry {
         let _ = tokio::time::timeout(CLOSE_LINGER, stream.shutdown()).await;
         drain_and_close(stream.into_tcp(), CLOSE_LINGER).await;
     }
-
-    /// Records a request weir answered (or closed) before hyper saw it.
-    /// `status` is what the client got: `None` when weir closed without answering (recorded
-    /// as status 0).
-    fn log_rejected(
-        &self,
-        peer: SocketAddr,
-        status: impl Into<Option<StatusCode>>,
-        end: End,
-        tls_version: Option<NegotiatedVersion>,
-    ) {
-        let sink = &self.service.sink;
-        if !sink.wants_records() {
-            return;
-        }
-        let mut record = new_record(&self.service.listener, self.service.tls, peer);
-        record.tls_version = tls_version.map(NegotiatedVersion::as_str);
-        record.status = status.into().map_or(0, |s| s.as_u16());
-        record.end(end);
-        sink.record(Record::Http(record));
-    }
 }
 
 /// A connection's task, to spawn: plain and https connections are futures of different
@@ -308,13 +284,6 @@ enum Stop {
     Finished,
     Forced,
     Idle,
-}
-
-fn end_client(reason: &'static str) -> End {
-    End {
-        reason: Some(reason),
-        ..End::new(EndBy::Client, EndHow::Error, EndPhase::Request)
-    }
 }
 
 #[cfg(test)]

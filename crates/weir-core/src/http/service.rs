@@ -29,8 +29,9 @@ use super::pool::{GroupPool, Sender, handshake};
 use super::route::{Route, Router, host_of, redirect_location};
 use super::validate::{Limits, check_request};
 use crate::access_log::RecordSink;
-use crate::end::{End, EndBy, EndHow, EndPhase};
+use crate::end::{End, EndBy, EndHow, EndPhase, Record};
 use crate::limits::{Gate, Refusal};
+use crate::tls::NegotiatedVersion;
 use crate::upstream::Upstream;
 use crate::upstream::connect::connect_one;
 
@@ -146,6 +147,25 @@ impl HttpService {
         }
     }
 
+    /// Records a request weir answered, or closed without an answer (`status` `None`,
+    /// recorded as 0), before it could read it.
+    pub(crate) fn log_rejected(
+        &self,
+        peer: SocketAddr,
+        tls_version: Option<NegotiatedVersion>,
+        status: Option<StatusCode>,
+        end: End,
+    ) {
+        if !self.sink.wants_records() {
+            return;
+        }
+        let mut record = new_record(&self.listener, self.tls, peer);
+        record.tls_version = tls_version.map(NegotiatedVersion::as_str);
+        record.status = status.map_or(0, |s| s.as_u16());
+        record.end(end);
+        self.sink.record(Record::Http(record));
+    }
+
     /// Handles one request of an HTTP/2 client to its response. Never fails: every problem is
     /// an answer.
     pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<RespBody> {
@@ -194,11 +214,7 @@ impl HttpService {
     ) -> Response<RespBody> {
         let (mut parts, body) = req.into_parts();
         if let Err(reject) = check_request(&parts, &self.limits) {
-            let end = End {
-                reason: Some(reject.reason),
-                ..End::new(EndBy::Client, EndHow::Error, EndPhase::Request)
-            };
-            return exchange.respond(reject.status, end, true);
+            return exchange.respond(reject.status, End::client_error(reject.reason), true);
         }
         let host = host_of(&parts.uri, &parts.headers);
         let (route, rule_rate) = self

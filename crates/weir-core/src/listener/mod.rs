@@ -42,13 +42,9 @@ pub fn bind_tcp(
     keepalive: Option<&TcpKeepalive>,
     reuse_port: bool,
 ) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
+    let socket = listening_socket(addr)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
     }
     socket.set_tcp_nodelay(true)?;
     if let Some(keepalive) = keepalive {
@@ -63,12 +59,17 @@ pub fn bind_tcp(
 /// Fails as [`bind_tcp`] would without SO_REUSEPORT when another socket listens on `addr`.
 /// The probe only binds, never listens, so no connection can land on it.
 pub fn ensure_free(addr: SocketAddr) -> io::Result<()> {
+    listening_socket(addr)?.bind(&addr.into())
+}
+
+/// A TCP socket for a listener on `addr`: SO_REUSEADDR, IPv6-only for IPv6 addresses.
+fn listening_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.bind(&addr.into())
+    Ok(socket)
 }
 
 /// Tokens and tracker a listener's connections share with the runtime.

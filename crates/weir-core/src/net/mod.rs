@@ -40,33 +40,39 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 ///   use for.
 pub fn try_recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     let len = buf.len();
-    let mut drained = None;
-    let read = stream.try_io(Interest::READABLE, || {
-        let (n, _) = rustix::net::recv(stream, &mut *buf, RecvFlags::empty())?;
-        if 0 < n && n < len {
-            // `WouldBlock` is how tokio is told; the bytes are returned below.
-            drained = Some(n);
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    drained.map_or(read, Ok)
+    try_io_partial(stream, Interest::READABLE, len, || {
+        rustix::net::recv(stream, &mut *buf, RecvFlags::empty()).map(|(n, _)| n)
+    })
 }
 
 /// `send(2)` without waiting, as [`try_recv`] reads: a write that takes less than `bytes`
 /// filled the socket's buffer and clears tokio's readiness; `MSG_NOSIGNAL`, as the standard
 /// library sends.
 pub fn try_send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    let mut filled = None;
-    let written = stream.try_io(Interest::WRITABLE, || {
-        let n = rustix::net::send(stream, bytes, SendFlags::NOSIGNAL)?;
-        if 0 < n && n < bytes.len() {
-            filled = Some(n);
+    try_io_partial(stream, Interest::WRITABLE, bytes.len(), || {
+        rustix::net::send(stream, bytes, SendFlags::NOSIGNAL)
+    })
+}
+
+/// Runs `io`, a system call moving up to `len` bytes, through tokio's `try_io`; when it moves
+/// fewer, the socket is drained (or its buffer full) and tokio forgets `interest`'s readiness.
+fn try_io_partial(
+    stream: &TcpStream,
+    interest: Interest,
+    len: usize,
+    mut io: impl FnMut() -> rustix::io::Result<usize>,
+) -> io::Result<usize> {
+    let mut partial = None;
+    let moved = stream.try_io(interest, || {
+        let n = io()?;
+        if 0 < n && n < len {
+            // `WouldBlock` is how tokio is told; the count is returned below.
+            partial = Some(n);
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(n)
     });
-    filled.map_or(written, Ok)
+    partial.map_or(moved, Ok)
 }
 
 /// Reads once from a socket, waiting until it is readable: `TcpStream`'s `poll_read`, through
@@ -76,13 +82,11 @@ pub fn poll_recv(
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(stream.poll_read_ready(cx))?;
-        match try_recv(stream, buf) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            read => return Poll::Ready(read),
-        }
-    }
+    poll_attempt(
+        cx,
+        |cx| stream.poll_read_ready(cx),
+        || try_recv(stream, buf),
+    )
 }
 
 /// Writes once to a socket, waiting until it is writable: `TcpStream`'s `poll_write`, through
@@ -92,11 +96,25 @@ pub fn poll_send(
     cx: &mut Context<'_>,
     bytes: &[u8],
 ) -> Poll<io::Result<usize>> {
+    poll_attempt(
+        cx,
+        |cx| stream.poll_write_ready(cx),
+        || try_send(stream, bytes),
+    )
+}
+
+/// Waits for readiness, then `attempt`s; again while the attempt would block (tokio has then
+/// cleared the readiness, so the next wait is a real one).
+fn poll_attempt(
+    cx: &mut Context<'_>,
+    mut poll_ready: impl FnMut(&mut Context<'_>) -> Poll<io::Result<()>>,
+    mut attempt: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
     loop {
-        ready!(stream.poll_write_ready(cx))?;
-        match try_send(stream, bytes) {
+        ready!(poll_ready(cx))?;
+        match attempt() {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            written => return Poll::Ready(written),
+            done => return Poll::Ready(done),
         }
     }
 }

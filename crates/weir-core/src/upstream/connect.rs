@@ -42,8 +42,7 @@ pub struct ConnectFailed {
 /// Connects to a server of `upstream` for `client`, with up to `retries` further tries.
 ///
 /// Every `tcp` connection waits in this future before it is forwarded, so it is kept small:
-/// not an `async fn` (which would keep its arguments twice), and each attempt's socket is
-/// started in a plain function, the future holding only what the wait needs.
+/// not an `async fn` (which would keep its arguments twice), each attempt in [`connect_one`].
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would keep its arguments twice"
@@ -64,30 +63,18 @@ pub fn connect(
             let server = &upstream.servers[index];
             let guard = server.open_connection();
             let started = Instant::now();
-            let end = 'attempt: {
-                let stream = match start_connect(server.address, config.tcp_keepalive.as_ref()) {
-                    Ok(stream) => stream,
-                    Err(err) => break 'attempt connect_error_end(&err),
-                };
-                let ready =
-                    tokio::time::timeout(config.connect_timeout, stream.ready(Interest::WRITABLE))
-                        .await;
-                match handshake_outcome(&stream, ready) {
-                    Ok(()) => {
-                        return Ok(Connected {
-                            stream,
-                            server: index,
-                            connect_time: started.elapsed(),
-                            retries: attempt,
-                            guard,
-                        });
-                    }
-                    Err(end) => end,
+            let end = match connect_one(server, config).await {
+                Ok(stream) => {
+                    return Ok(Connected {
+                        stream,
+                        server: index,
+                        connect_time: started.elapsed(),
+                        retries: attempt,
+                        guard,
+                    });
                 }
+                Err(end) => end,
             };
-            server
-                .connect_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             debug!(group = %config.name, server = %server.name, how = %end.how, "connect failed");
             last_failure = Some((index, end));
         }
@@ -110,25 +97,33 @@ pub fn connect(
 /// Connects to one server of a group: a socket with TCP_NODELAY (and keep-alive as
 /// configured), connected within the group's connect timeout, or the end record of the
 /// failure, counted in the server's `connect_failures`.
-pub(crate) async fn connect_one(
-    server: &ServerState,
-    config: &weir_config::Group,
-) -> Result<TcpStream, End> {
-    let attempt = async {
-        let stream = start_connect(server.address, config.tcp_keepalive.as_ref())
-            .map_err(|err| connect_error_end(&err))?;
+///
+/// Not an `async fn`, which would keep its arguments twice: every `tcp` connection and every
+/// new HTTP/1 server connection waits in this future.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+pub(crate) fn connect_one<'a>(
+    server: &'a ServerState,
+    config: &'a weir_config::Group,
+) -> impl Future<Output = Result<TcpStream, End>> + Send + 'a {
+    async move {
+        let failed = |end: End| {
+            server
+                .connect_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            end
+        };
+        let stream = match start_connect(server.address, config.tcp_keepalive.as_ref()) {
+            Ok(stream) => stream,
+            Err(err) => return Err(failed(connect_error_end(&err))),
+        };
         let ready =
             tokio::time::timeout(config.connect_timeout, stream.ready(Interest::WRITABLE)).await;
-        handshake_outcome(&stream, ready)?;
+        handshake_outcome(&stream, ready).map_err(failed)?;
         Ok(stream)
-    };
-    let connected = attempt.await;
-    if connected.is_err() {
-        server
-            .connect_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    connected
 }
 
 /// Starts a non-blocking connect: the socket, with TCP_NODELAY and keep-alive as configured,

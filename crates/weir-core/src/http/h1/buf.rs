@@ -146,27 +146,18 @@ impl Buf {
         Poll::Ready(Ok(n))
     }
 
-    /// [`Buf::recv_from`] for a server socket, taking a buffer only once the socket is readable: an
-    /// exchange waiting for its server holds none, so a burst of exchanges in flight does not
-    /// take a buffer each (and leave them behind in the allocator once done).
+    /// [`Buf::recv_from`] for a server socket, taking a buffer only once the socket is
+    /// readable: an exchange waiting for its server holds none, so a burst of exchanges in
+    /// flight does not take a buffer each (and leave them behind in the allocator once done).
     pub fn read_socket<'a>(
         &'a mut self,
         stream: &'a tokio::net::TcpStream,
         limit: usize,
     ) -> impl Future<Output = io::Result<usize>> + Unpin + 'a {
         poll_fn(move |cx| {
-            loop {
-                ready!(stream.poll_read_ready(cx))?;
-                match self.try_read_from(stream, limit) {
-                    // Readiness was stale; tokio cleared it, so the next poll waits.
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Ok(0) => {
-                        self.release();
-                        return Poll::Ready(Ok(0));
-                    }
-                    read => return Poll::Ready(read),
-                }
-            }
+            ready!(stream.poll_read_ready(cx))?;
+            // Readiness can be stale: the buffer then goes back as the read finds nothing.
+            self.poll_fill(limit, |free| crate::net::poll_recv(stream, cx, free))
         })
     }
 
@@ -176,19 +167,13 @@ impl Buf {
         stream: &tokio::net::TcpStream,
         limit: usize,
     ) -> io::Result<usize> {
-        if !self.make_room(limit) {
-            return Ok(0);
-        }
-        let n = crate::net::try_recv(stream, &mut self.data[self.end..]);
-        match n {
-            Ok(n) => {
-                self.end += n;
-                Ok(n)
-            }
-            Err(err) => {
-                self.release();
-                Err(err)
-            }
+        let read = self.poll_fill(limit, |free| {
+            Poll::Ready(crate::net::try_recv(stream, free))
+        });
+        match read {
+            Poll::Ready(read) => read,
+            // Not reached: the read above never waits.
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 

@@ -482,18 +482,18 @@ impl<S: ClientStream> Conn<'_, '_, S> {
                     HeadWait::H2 => return Finish::H2,
                     HeadWait::TlsOnPlain => {
                         warn!(peer = %self.facts.peer, "protocol mismatch: TLS sent to a plain HTTP port; closing");
-                        self.log_rejected(None, client_error("tls_on_plain_port"));
+                        self.log_rejected(None, End::client_error("tls_on_plain_port"));
                         return Finish::Close(None);
                     }
                     HeadWait::Refused(reject, Some(record)) => {
                         let mut record = *record;
                         record.status = reject.status.as_u16();
-                        record.end(client_error(reject.reason));
+                        record.end(End::client_error(reject.reason));
                         self.svc.sink.record(Record::Http(record));
                         return Finish::Close(Some(answer(reject.status, true, None)));
                     }
                     HeadWait::Refused(reject, None) => {
-                        self.log_rejected(Some(reject.status), client_error(reject.reason));
+                        self.log_rejected(Some(reject.status), End::client_error(reject.reason));
                         return Finish::Close(Some(answer(reject.status, true, None)));
                     }
                     HeadWait::HeadTimeout => {
@@ -1176,11 +1176,11 @@ impl<S: ClientStream> Conn<'_, '_, S> {
     async fn body_failed(&mut self, exchange: Exchange, fail: BodyFail) -> Next {
         let (status, end) = match fail {
             BodyFail::Chunk(ChunkError::Malformed) => {
-                (StatusCode::BAD_REQUEST, client_error("bad_chunk"))
+                (StatusCode::BAD_REQUEST, End::client_error("bad_chunk"))
             }
             BodyFail::Chunk(ChunkError::TooLarge) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                client_error("body_too_large"),
+                End::client_error("body_too_large"),
             ),
             BodyFail::Client(how) => {
                 exchange.finish(
@@ -1615,15 +1615,9 @@ impl<S: ClientStream> Conn<'_, '_, S> {
 
     /// Records a request refused before it could be read.
     fn log_rejected(&self, status: Option<StatusCode>, end: End) {
-        let sink = &self.svc.sink;
-        if !sink.wants_records() {
-            return;
-        }
-        let mut record = new_record(&self.svc.listener, self.svc.tls, self.facts.peer);
-        record.tls_version = self.facts.tls_version.map(NegotiatedVersion::as_str);
-        record.status = status.map_or(0, |s| s.as_u16());
-        record.end(end);
-        sink.record(Record::Http(record));
+        let facts = self.facts;
+        self.svc
+            .log_rejected(facts.peer, facts.tls_version, status, end);
     }
 }
 
@@ -1802,13 +1796,6 @@ fn answer(status: StatusCode, close: bool, location: Option<&str>) -> OutBuf {
     let mut out = OutBuf::new();
     write_answer(&mut out, status, close, location);
     out
-}
-
-fn client_error(reason: &'static str) -> End {
-    End {
-        reason: Some(reason),
-        ..End::new(EndBy::Client, EndHow::Error, EndPhase::Request)
-    }
 }
 
 /// A server's protocol error. Reasons are for weir's own ends, so the record has none; the
