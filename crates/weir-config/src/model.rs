@@ -38,6 +38,9 @@ pub struct Runtime {
     pub workers: Option<usize>,
     /// How long open connections may run on after SIGTERM/SIGINT before weir closes them.
     pub shutdown_grace: Duration,
+    /// Whether each worker makes its small sends together, in one io_uring system call, when it
+    /// goes idle (where the kernel has io_uring).
+    pub io_uring: bool,
 }
 
 impl Default for Runtime {
@@ -45,6 +48,7 @@ impl Default for Runtime {
         Runtime {
             workers: None,
             shutdown_grace: Duration::from_secs(30),
+            io_uring: true,
         }
     }
 }

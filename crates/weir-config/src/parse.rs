@@ -97,6 +97,9 @@ fn read_runtime(sink: &mut Sink<'_>, mut t: Table<'_, '_>) -> Runtime {
     if let Some(grace) = t.duration(sink, "shutdown_grace", Zero::Allowed) {
         runtime.shutdown_grace = grace.into_inner();
     }
+    if let Some(io_uring) = t.boolean(sink, "io_uring") {
+        runtime.io_uring = io_uring;
+    }
     t.finish(sink);
     runtime
 }

@@ -55,6 +55,15 @@ idle_timout = "15s"
         )],
     },
     Case {
+        name: "io_uring is a boolean",
+        source: "[runtime]\nio_uring = \"yes\"\n",
+        errors: &[(
+            2,
+            12,
+            "runtime.io_uring: expected true or false, found string \"yes\"",
+        )],
+    },
+    Case {
         name: "duration without a unit",
         source: r#"[[listener]]
 name = "web"

@@ -29,6 +29,7 @@ const FULL: &str = r#"
 [runtime]
 workers = 4
 shutdown_grace = "10s"
+io_uring = false
 
 [log]
 access = "/var/log/weir/access.log"
@@ -342,6 +343,7 @@ fn a_config_with_every_key_parses_to_the_exact_model() {
         runtime: Runtime {
             workers: Some(4),
             shutdown_grace: Duration::from_secs(10),
+            io_uring: false,
         },
         log: weir_config::Log {
             access: AccessLogTarget::File(PathBuf::from("/var/log/weir/access.log")),
@@ -564,6 +566,10 @@ fn small_variants_parse() {
     assert_eq!(config.groups[0].health_check.kind, CheckKind::None);
     assert_eq!(config.log.access, AccessLogTarget::Off);
     assert_eq!(config.runtime.shutdown_grace, Duration::ZERO);
+    assert!(
+        config.runtime.io_uring,
+        "sends are batched unless told otherwise"
+    );
     let admin = config.admin.unwrap();
     assert_eq!((admin.listen, admin.token_file), (addr("[::1]:9900"), None));
 }

@@ -38,12 +38,15 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `count` workers (at least one), named `weir-worker-N`.
-    pub fn start(count: usize) -> io::Result<Workers> {
+    /// Starts `count` workers (at least one), named `weir-worker-N`; with `io_uring`, each
+    /// batches its small sends (see [`crate::net::batch`]) where the kernel allows it.
+    pub fn start(count: usize, io_uring: bool) -> io::Result<Workers> {
         let mut workers = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // The sends this worker's tasks queued go out together as it goes idle.
+                .on_thread_park(crate::net::batch::flush)
                 .build()?;
             let (handle_tx, handle_rx) = mpsc::sync_channel(1);
             let (stop, stopped) = oneshot::channel::<()>();
@@ -51,6 +54,9 @@ impl Workers {
                 .name(format!("weir-worker-{index}"))
                 .spawn(move || {
                     INDEX.with(|i| i.set(index));
+                    if io_uring && let Err(err) = crate::net::batch::enable() {
+                        tracing::info!(%err, "no io_uring: this worker makes each send by itself");
+                    }
                     let _ = handle_tx.send(runtime.handle().clone());
                     // Runs every task spawned onto this worker until told to stop.
                     let _ = runtime.block_on(stopped);
@@ -89,7 +95,7 @@ mod tests {
 
     #[test]
     fn each_worker_runs_its_tasks_on_its_own_numbered_thread() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(2, true).unwrap();
         let seen: Vec<(usize, String)> = workers
             .handles()
             .iter()
@@ -110,5 +116,20 @@ mod tests {
             ]
         );
         workers.stop();
+    }
+
+    #[test]
+    fn workers_batch_their_sends_unless_told_not_to() {
+        for io_uring in [true, false] {
+            let workers = Workers::start(1, io_uring).unwrap();
+            let (tx, rx) = mpsc::channel();
+            workers.handles()[0].spawn(async move {
+                tx.send(crate::net::batch::enabled()).unwrap();
+            });
+            // Where the kernel refuses io_uring, workers send directly whatever the setting.
+            let possible = crate::net::batch::enable().is_ok();
+            assert_eq!(rx.recv().unwrap(), io_uring && possible);
+            workers.stop();
+        }
     }
 }

@@ -21,7 +21,7 @@ const CONNECTIONS: usize = 64;
 #[tokio::test]
 async fn every_worker_serves_http_and_shutdown_closes_every_connection() {
     let backend = HttpBackend::start("a").await;
-    let workers = Workers::start(2).unwrap();
+    let workers = Workers::start(2, true).unwrap();
     let mut h = Harness::start_on(
         &http_config(&[backend.addr()], "", "", NO_CHECK),
         &workers.handles(),
@@ -72,7 +72,7 @@ async fn every_worker_serves_http_and_shutdown_closes_every_connection() {
 #[tokio::test]
 async fn every_worker_forwards_tcp() {
     let backend = Backend::builder().start().await;
-    let workers = Workers::start(2).unwrap();
+    let workers = Workers::start(2, true).unwrap();
     let mut h = Harness::start_on(
         &config(&[backend.addr()], "", "", NO_CHECK),
         &workers.handles(),
@@ -98,10 +98,59 @@ async fn every_worker_forwards_tcp() {
     workers.stop();
 }
 
+/// Each worker batches its small sends (`runtime.io_uring`): many small writes in a row, then a
+/// half-close, come out the other side whole, in order, and before the FIN, both ways.
+#[tokio::test]
+async fn batched_small_writes_keep_their_order_and_come_before_the_fin() {
+    let backend = Backend::builder().start().await; // echoes until EOF, then FIN
+    let workers = Workers::start(1, true).unwrap();
+    let mut h = Harness::start_on(
+        &config(&[backend.addr()], "", "", NO_CHECK),
+        &workers.handles(),
+    )
+    .await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(TcpStream::connect(h.addr).await.unwrap());
+    }
+    let mut sent = vec![Vec::new(); streams.len()];
+    for round in 0..200 {
+        for (i, stream) in streams.iter_mut().enumerate() {
+            let msg = format!("{i}:{round};");
+            stream.write_all(msg.as_bytes()).await.unwrap();
+            sent[i].extend_from_slice(msg.as_bytes());
+        }
+    }
+    let endings: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                stream.shutdown().await.unwrap();
+                read_to_end_classified(stream).await
+            })
+        })
+        .collect();
+    for (i, ending) in endings.into_iter().enumerate() {
+        let (echo, ending) = within(5, ending).await.unwrap();
+        assert_eq!(echo, sent[i], "connection {i}: every byte, in order");
+        assert_eq!(
+            ending,
+            Ending::Fin,
+            "connection {i}: the FIN after the bytes"
+        );
+    }
+    for _ in 0..sent.len() {
+        let record = h.record().await;
+        assert_eq!(record.bytes_in, record.bytes_out);
+    }
+    h.shutdown(Duration::from_secs(1)).await;
+    workers.stop();
+}
+
 #[tokio::test]
 async fn a_second_instance_cannot_share_a_port_through_reuseport() {
     let backend = HttpBackend::start("a").await;
-    let workers = Workers::start(2).unwrap();
+    let workers = Workers::start(2, true).unwrap();
     let first = Harness::start_on(
         &http_config(&[backend.addr()], "", "", NO_CHECK),
         &workers.handles(),

@@ -140,8 +140,11 @@ fn proxy_config(args: &ProxyArgs) -> anyhow::Result<Config> {
 /// Runs `config` until SIGTERM or SIGINT: connections on `[runtime] workers` worker threads
 /// (one per core by default), health checks and shutdown on the main thread.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let workers = Workers::start(worker_count(config.runtime.workers))
-        .context("cannot start the worker threads")?;
+    let workers = Workers::start(
+        worker_count(config.runtime.workers),
+        config.runtime.io_uring,
+    )
+    .context("cannot start the worker threads")?;
     let runtime = build_runtime()?;
     let handles = workers.handles();
     let result = runtime.block_on(async move {

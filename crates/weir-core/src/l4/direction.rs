@@ -2,10 +2,12 @@
 //! FIN on, and blame a failure on the side it came from.
 //!
 //! Bytes take one of two paths. Every direction starts on the copy path: a read of at most
-//! [`READ_CHUNK`] bytes into the thread's scratch buffer, written straight on; only when the
-//! destination cannot take them all does the rest go into a buffer of the connection's own,
-//! freed once it has drained — so an idle connection holds no buffer, and a new one allocates
-//! nothing to start. When the listener asks for it (`splice = true`), both ends are plain TCP
+//! [`READ_CHUNK`] bytes into the thread's scratch buffer, written straight on — or, when the
+//! read is small and the destination a plain socket, queued for the worker's batch of sends
+//! (see [`crate::net::batch`]), which the direction waits for before it reads again. Only
+//! when the destination cannot take them all does the rest go into a buffer of the
+//! connection's own, freed once it has drained — so an idle connection holds no buffer, and a
+//! new one allocates nothing to start. When the listener asks for it (`splice = true`), both ends are plain TCP
 //! sockets and a read fills the whole chunk (the sender outruns us, which request/response
 //! traffic does not do), the direction moves to the splice path for good: socket → kernel
 //! pipe → socket, no copy through user space (see [`crate::net::splice`]). Pipe setup costs a
@@ -19,6 +21,7 @@
 //! splicing.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -26,6 +29,7 @@ use tracing::debug;
 
 use super::forward::is_reset;
 use crate::end::{EndBy, EndHow};
+use crate::net::batch::{self, Ticket};
 use crate::net::close::Endpoint;
 use crate::net::splice::Pipe;
 use crate::net::with_scratch;
@@ -109,6 +113,9 @@ pub(super) struct Half {
     /// Bytes read but not yet written (copy path, only while a write is stalled).
     pending: Vec<u8>,
     pos: usize,
+    /// A send queued for the worker's next batch (see [`crate::net::batch`]): written before
+    /// anything else, bytes it did not take going to `pending`.
+    batched: Option<Ticket>,
     /// `src` sent its FIN.
     pub(super) eof: bool,
     /// The FIN was passed on: the destination's write side is shut, or its close (which
@@ -134,6 +141,7 @@ impl Half {
             },
             pending: Vec::new(),
             pos: 0,
+            batched: None,
             eof: false,
             shut: false,
             bytes: 0,
@@ -193,6 +201,13 @@ impl Half {
         cx: &mut Context<'_>,
         dst: &mut W,
     ) -> Poll<Result<(), Fault>> {
+        if let Some(ticket) = &mut self.batched {
+            let sent = ready!(ticket.poll(cx, &mut self.pending));
+            self.batched = None;
+            if let Err(err) = sent {
+                return Poll::Ready(Err(Fault::io(self.dst(), &err)));
+            }
+        }
         while self.pos < self.pending.len() {
             let n = ready!(self.poll_write(cx, dst, PendingOrScratch::Pending))?;
             self.pos += n;
@@ -247,6 +262,14 @@ impl Half {
                         Path::CopyOnly
                     }
                 };
+            }
+            if n <= batch::MAX_BYTES
+                && let Some(tcp) = dst.as_tcp()
+                && let Some(ticket) = batch::queue(tcp.as_raw_fd(), &buf[..n])
+            {
+                // Made at the worker's next flush; `poll_flush` waits for it.
+                self.batched = Some(ticket);
+                return Poll::Ready(Ok(()));
             }
             let mut written = 0;
             while written < n {

@@ -1,5 +1,6 @@
 //! Socket-level helpers shared by listeners, forwarding and health checks.
 
+pub mod batch;
 pub mod close;
 pub mod sockopt;
 pub mod splice;

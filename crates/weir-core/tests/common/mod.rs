@@ -11,10 +11,13 @@ use tokio::sync::mpsc;
 use weir_core::Proxy;
 use weir_core::access_log::ChannelSink;
 use weir_core::end::{ConnRecord, HttpRecord, Record};
+use weir_core::workers::Workers;
 
 /// A running proxy with its record stream.
 pub struct Harness {
     proxy: Option<Proxy>,
+    /// The worker serving connections, when [`Harness::start`] made one.
+    workers: Option<Workers>,
     pub addr: SocketAddr,
     records: mpsc::UnboundedReceiver<Record>,
 }
@@ -22,8 +25,13 @@ pub struct Harness {
 impl Harness {
     /// Starts a proxy from a full TOML config whose first listener is named `lb` and binds
     /// `127.0.0.1:0`.
+    /// Connections are served as `weir run` serves them: on a worker thread of their own, which
+    /// batches its small sends (`runtime.io_uring`).
     pub async fn start(toml: &str) -> Harness {
-        Harness::start_on(toml, &[]).await
+        let workers = Workers::start(1, true).expect("a worker thread");
+        let mut harness = Harness::start_on(toml, &workers.handles()).await;
+        harness.workers = Some(workers);
+        harness
     }
 
     /// As [`Harness::start`], serving connections on `workers` (none: the test's runtime).
@@ -39,6 +47,7 @@ impl Harness {
         let addr = proxy.local_addrs("lb")[0];
         Harness {
             proxy: Some(proxy),
+            workers: None,
             addr,
             records,
         }
@@ -373,4 +382,14 @@ pub fn echoed(head: &str, name: &str) -> Vec<String> {
         .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
         .map(|(_, v)| v.trim().to_string())
         .collect()
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // The proxy first: its listeners and tasks live on the worker.
+        drop(self.proxy.take());
+        if let Some(workers) = self.workers.take() {
+            workers.stop();
+        }
+    }
 }

@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_worker_reuses_only_the_connections_it_opened() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(2, true).unwrap();
         let handles = workers.handles();
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
