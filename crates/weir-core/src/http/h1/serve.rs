@@ -19,6 +19,7 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -46,6 +47,7 @@ use crate::http::validate::Reject;
 use crate::l4::forward::{CLOSE_LINGER, is_reset};
 use crate::limits::Refusal;
 use crate::listener::signal::{Shutdown, Signal, Watch};
+use crate::net::batch;
 use crate::net::close::drain_and_close;
 use crate::tls::NegotiatedVersion;
 use crate::upstream::connect::connect_one;
@@ -1723,6 +1725,9 @@ enum Relayed {
 /// Writes `bytes` to the server. When the server's buffer is full, waits for it to drain —
 /// and if the server has started answering meanwhile, stops (`Ok(true)`) with the answer's
 /// first bytes in `sbuf`.
+///
+/// Small writes (a request head, a short body) join the worker's batch of sends (see
+/// [`crate::net::batch`]): weir is then not preempted by each server it wakes.
 async fn write_server_bytes(
     server: &TcpStream,
     mut bytes: &[u8],
@@ -1731,6 +1736,14 @@ async fn write_server_bytes(
     timer: &mut Pin<&mut Sleep>,
     watch: &mut Watch,
 ) -> Result<bool, SendFail> {
+    let mut unsent = Vec::new();
+    if let Some(mut ticket) = batch::queue(server.as_raw_fd(), bytes) {
+        // A flush comes when the worker next goes idle, or after a few dozen more sends.
+        poll_fn(|cx| ticket.poll(cx, &mut unsent))
+            .await
+            .map_err(|err| SendFail::Server(io_how(&err)))?;
+        bytes = &unsent;
+    }
     while !bytes.is_empty() {
         match crate::net::try_send(server, bytes) {
             Ok(n) => bytes = &bytes[n..],
