@@ -28,6 +28,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::num::NonZeroU32;
 use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 
@@ -132,7 +133,8 @@ pub fn queue(fd: RawFd, bytes: &[u8]) -> Option<Ticket> {
         slot.bytes.extend_from_slice(bytes);
         slot.state = State::Queued;
         batch.queued.push(index);
-        Some((Ticket { slot: index }, batch.queued.len() >= MAX_QUEUED))
+        let slot = u32::try_from(index + 1).ok().and_then(NonZeroU32::new)?;
+        Some((Ticket { slot }, batch.queued.len() >= MAX_QUEUED))
     })?;
     if full {
         flush();
@@ -223,10 +225,16 @@ impl Batch {
 /// each worker runs a current-thread runtime).
 #[derive(Debug)]
 pub struct Ticket {
-    slot: usize,
+    /// The slot's index + 1: an `Option<Ticket>` takes 4 bytes, which a connection's state
+    /// finds room for in its padding.
+    slot: NonZeroU32,
 }
 
 impl Ticket {
+    fn index(&self) -> usize {
+        self.slot.get() as usize - 1
+    }
+
     /// Waits for the send to be made. Bytes it did not take (all of them when the socket's
     /// buffer was full, or none at all when batching failed) are appended to `unsent`, for the
     /// caller to send itself. An error is the socket's, as `send(2)` would have reported it.
@@ -235,7 +243,7 @@ impl Ticket {
             let mut batch = batch.borrow_mut();
             let Some(slot) = batch
                 .as_mut()
-                .and_then(|batch| batch.slots.get_mut(self.slot))
+                .and_then(|batch| batch.slots.get_mut(self.index()))
             else {
                 return Poll::Ready(Err(io::Error::other("send batch gone")));
             };
@@ -262,25 +270,26 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        BATCH.with(|batch| {
+        // `try_with`: a ticket dropped as the thread ends finds the batch already gone.
+        let _ = BATCH.try_with(|batch| {
             let Ok(mut batch) = batch.try_borrow_mut() else {
                 return;
             };
             let Some(batch) = batch.as_mut() else {
                 return;
             };
-            let Some(slot) = batch.slots.get_mut(self.slot) else {
+            let Some(slot) = batch.slots.get_mut(self.index()) else {
                 return;
             };
             if slot.state == State::Queued {
-                batch.queued.retain(|&index| index != self.slot);
+                batch.queued.retain(|&index| index != self.index());
             }
             slot.state = State::Free;
             slot.waker = None;
             if slot.bytes.capacity() > MAX_BYTES {
                 slot.bytes = Vec::new();
             }
-            batch.free.push(self.slot);
+            batch.free.push(self.index());
         });
     }
 }
