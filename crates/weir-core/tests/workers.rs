@@ -98,8 +98,9 @@ async fn every_worker_forwards_tcp() {
     workers.stop();
 }
 
-/// Each worker batches its small sends (`runtime.io_uring`): many small writes in a row, then a
-/// half-close, come out the other side whole, in order, and before the FIN, both ways.
+/// Each worker batches its small sends to servers (`runtime.io_uring`): many small writes in a
+/// row, then a half-close, reach the server whole, in order, and before the FIN (the echo
+/// coming back proves it).
 #[tokio::test]
 async fn batched_small_writes_keep_their_order_and_come_before_the_fin() {
     let backend = Backend::builder().start().await; // echoes until EOF, then FIN

@@ -3,7 +3,7 @@
 //!
 //! Bytes take one of two paths. Every direction starts on the copy path: a read of at most
 //! [`READ_CHUNK`] bytes into the thread's scratch buffer, written straight on — or, when the
-//! read is small and the destination a plain socket, queued for the worker's batch of sends
+//! read is small and the destination a server's plain socket, queued for the worker's batch of sends
 //! (see [`crate::net::batch`]), which the direction waits for before it reads again. Only
 //! when the destination cannot take them all does the rest go into a buffer of the
 //! connection's own, freed once it has drained — so an idle connection holds no buffer, and a
@@ -263,7 +263,12 @@ impl Half {
                     }
                 };
             }
+            // Only toward the server: a send there may wake a process on weir's own core (the
+            // preemption batching avoids); the client is the far side, and its answer goes out
+            // at once. Measured on `tcp_rr`: batching both ways saved no CPU and added 0.1 ms
+            // to p99.
             if n <= batch::MAX_BYTES
+                && self.src == Side::Client
                 && let Some(tcp) = dst.as_tcp()
                 && let Some(ticket) = batch::queue(tcp.as_raw_fd(), &buf[..n])
             {
