@@ -3,15 +3,16 @@
 //!
 //! Bytes take one of two paths. Every direction starts on the copy path: a read of at most
 //! [`READ_CHUNK`] bytes into the thread's scratch buffer, written straight on — or, when the
-//! read is small and the destination a server's plain socket, queued for the worker's batch of sends
-//! (see [`crate::net::batch`]), which the direction waits for before it reads again. Only
-//! when the destination cannot take them all does the rest go into a buffer of the
-//! connection's own, freed once it has drained — so an idle connection holds no buffer, and a
-//! new one allocates nothing to start. When the listener asks for it (`splice = true`), both ends are plain TCP
-//! sockets and a read fills the whole chunk (the sender outruns us, which request/response
-//! traffic does not do), the direction moves to the splice path for good: socket → kernel
-//! pipe → socket, no copy through user space (see [`crate::net::splice`]). Pipe setup costs a
-//! few syscalls, paid back within the first few bulk reads; small messages never pay it.
+//! read is small and the destination a server's plain socket, queued for the worker's batch
+//! of sends (see [`crate::net::batch`]), which the direction waits for before it reads
+//! again. Only when the destination cannot take them all does the rest go into a buffer of
+//! the connection's own, freed once it has drained — so an idle connection holds no buffer,
+//! and a new one allocates nothing to start. When the listener asks for it (`splice = true`),
+//! both ends are plain TCP sockets and a read fills the whole chunk (the sender outruns us,
+//! which request/response traffic does not do), the direction moves to the splice path for
+//! good: socket → kernel pipe → socket, no copy through user space (see
+//! [`crate::net::splice`]). Pipe setup costs a few syscalls, paid back within the first few
+//! bulk reads; small messages never pay it.
 //!
 //! Splicing is off by default because on loopback it costs more than it saves. Measured with
 //! one iperf3 stream through weir on one core: copying, 21.8 Gbit/s at 200 µs of weir CPU per
@@ -266,9 +267,8 @@ impl Half {
             // Only toward the server: a send there may wake a process on weir's own core (the
             // preemption batching avoids); the client is the far side, and its answer goes out
             // at once. Measured on `tcp_rr`: batching both ways saved no CPU and added 0.1 ms
-            // to p99.
-            if n <= batch::MAX_BYTES
-                && self.src == Side::Client
+            // to p99. (`queue` declines bulk reads, above `batch::MAX_BYTES`.)
+            if self.src == Side::Client
                 && let Some(tcp) = dst.as_tcp()
                 && let Some(ticket) = batch::queue(tcp.as_raw_fd(), &buf[..n])
             {

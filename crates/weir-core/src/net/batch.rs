@@ -67,6 +67,8 @@ struct Batch {
     slots: Vec<Slot>,
     free: Vec<usize>,
     queued: Vec<usize>,
+    /// The tasks a flush wakes; kept, like `queued`, so a flush allocates nothing.
+    wakers: Vec<Waker>,
 }
 
 thread_local! {
@@ -88,6 +90,7 @@ pub fn enable() -> io::Result<()> {
             slots: Vec::new(),
             free: Vec::new(),
             queued: Vec::new(),
+            wakers: Vec::new(),
         });
     });
     Ok(())
@@ -115,26 +118,25 @@ pub fn queue(fd: RawFd, bytes: &[u8]) -> Option<Ticket> {
     let (ticket, full) = BATCH.with(|batch| {
         let mut batch = batch.borrow_mut();
         let batch = batch.as_mut().filter(|batch| batch.ring.is_some())?;
-        let index = match batch.free.pop() {
-            Some(index) => index,
-            None => {
-                batch.slots.push(Slot {
-                    fd,
-                    bytes: Vec::new(),
-                    state: State::Free,
-                    waker: None,
-                });
-                batch.slots.len() - 1
-            }
+        let index = batch.free.pop().unwrap_or(batch.slots.len());
+        let ticket = Ticket {
+            slot: u32::try_from(index + 1).ok().and_then(NonZeroU32::new)?,
         };
+        if index == batch.slots.len() {
+            batch.slots.push(Slot {
+                fd,
+                bytes: Vec::new(),
+                state: State::Free,
+                waker: None,
+            });
+        }
         let slot = &mut batch.slots[index];
         slot.fd = fd;
         slot.bytes.clear();
         slot.bytes.extend_from_slice(bytes);
         slot.state = State::Queued;
         batch.queued.push(index);
-        let slot = u32::try_from(index + 1).ok().and_then(NonZeroU32::new)?;
-        Some((Ticket { slot }, batch.queued.len() >= MAX_QUEUED))
+        Some((ticket, batch.queued.len() >= MAX_QUEUED))
     })?;
     if full {
         flush();
@@ -144,26 +146,37 @@ pub fn queue(fd: RawFd, bytes: &[u8]) -> Option<Ticket> {
 
 /// Makes every queued send, in one system call, and wakes the tasks waiting on them.
 pub fn flush() {
-    let wakers = BATCH.with(|batch| match batch.borrow_mut().as_mut() {
-        Some(batch) if !batch.queued.is_empty() => batch.make(),
+    let mut wakers = BATCH.with(|batch| match batch.borrow_mut().as_mut() {
+        Some(batch) if !batch.queued.is_empty() => {
+            batch.make();
+            std::mem::take(&mut batch.wakers)
+        }
         _ => Vec::new(),
     });
-    for waker in wakers {
+    if wakers.is_empty() {
+        return;
+    }
+    // Woken outside the borrow, then the vector goes back for the next flush.
+    for waker in wakers.drain(..) {
         waker.wake();
     }
+    BATCH.with(|batch| {
+        if let Some(batch) = batch.borrow_mut().as_mut() {
+            batch.wakers = wakers;
+        }
+    });
 }
 
 impl Batch {
-    /// Submits the queued sends, waits for all their completions and records them; returns the
-    /// wakers of their tasks.
-    fn make(&mut self) -> Vec<Waker> {
-        let queued = std::mem::take(&mut self.queued);
+    /// Submits the queued sends, waits for all their completions and records them; leaves the
+    /// wakers of their tasks in `wakers`.
+    fn make(&mut self) {
         let Some(ring) = self.ring.as_mut() else {
-            return Vec::new();
+            return;
         };
         {
             let mut submission = ring.submission();
-            for &index in &queued {
+            for &index in &self.queued {
                 let slot = &self.slots[index];
                 let entry = opcode::Send::new(
                     types::Fd(slot.fd),
@@ -186,38 +199,43 @@ impl Batch {
                 }
             }
         }
-        let submitted = ring.submission().len();
-        let outcome = loop {
-            match ring.submit_and_wait(submitted) {
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                outcome => break outcome,
+        // The first call submits; each wait is for the completions not seen yet (a
+        // non-blocking send completes inside the submission, so normally there are none).
+        let mut waiting = ring.submission().len();
+        let mut submitted = false;
+        while waiting > 0 {
+            match ring.submit_and_wait(waiting) {
+                Ok(_) => submitted = true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    tracing::warn!(%err, "io_uring submission failed: this worker sends directly from now on");
+                    break;
+                }
             }
-        };
-        if let Err(err) = outcome {
-            // Nothing is known of the queued sends: report them unsent, and stop batching
-            // (dropping the ring drops whatever it still holds).
-            tracing::warn!(%err, "io_uring submission failed: this worker sends directly from now on");
-            self.ring = None;
-        } else {
             for completion in ring.completion() {
                 if let Some(slot) = usize::try_from(completion.user_data())
                     .ok()
                     .and_then(|index| self.slots.get_mut(index))
                 {
                     slot.state = State::Done(completion.result());
+                    waiting -= 1;
                 }
             }
         }
-        let mut wakers = Vec::with_capacity(queued.len());
-        for index in queued {
+        if waiting > 0 {
+            // Dropping the ring drops what it still holds; the thread sends directly now.
+            self.ring = None;
+        }
+        for index in self.queued.drain(..) {
             let slot = &mut self.slots[index];
             if slot.state == State::Queued {
-                // Not made: the task sends the bytes itself.
-                slot.state = State::Done(0);
+                // Not submitted: the task sends the bytes itself. Submitted but never seen to
+                // complete: whether the bytes left is unknown, and resending could repeat
+                // them, so the send fails.
+                slot.state = State::Done(if submitted { -libc::EIO } else { 0 });
             }
-            wakers.extend(slot.waker.take());
+            self.wakers.extend(slot.waker.take());
         }
-        wakers
     }
 }
 
@@ -433,7 +451,9 @@ mod tests {
                 .set_linger(Some(Duration::ZERO))
                 .unwrap();
             drop(peer);
-            std::thread::sleep(Duration::from_millis(20));
+            // The reset has arrived once a read reports it.
+            let err = (&ours).read(&mut [0; 1]).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ECONNRESET));
             let ticket = queue(ours.as_raw_fd(), b"too late").unwrap();
             let err = made(ticket).await.unwrap_err();
             assert!(
