@@ -245,6 +245,22 @@ def _ticks(field):
     return None if field in ("-", "") else int(field)
 
 
+def _cpu_per_unit(target, proxy_s, backend_s, units):
+    """CPU µs per request (or per MiB): the proxy's ("cpu_us", for "direct" the backend's, as
+    that row has no proxy), the backend's or iperf3 server's ("server_us"), and their sum
+    ("total_us"): in phase one both share core 0, so the sum is what a request costs that
+    core, whichever process the kernel charged for work it did on another's behalf (a send
+    delivers into the receiving socket in the sender's time)."""
+    def per(seconds):
+        return None if seconds is None else seconds * 1e6 / units
+    proxy, server = per(proxy_s), per(backend_s)
+    if target == "direct":
+        return {"cpu_us": server, "cpu_is_backend": True, "server_us": server,
+                "total_us": server}
+    total = None if proxy is None or server is None else proxy + server
+    return {"cpu_us": proxy, "cpu_is_backend": False, "server_us": server, "total_us": total}
+
+
 def load_runs(outdir, clk_tck=None):
     """Read runs.tsv and the raw outputs; one dict per run with the parsed figures."""
     clk_tck = clk_tck or os.sysconf("SC_CLK_TCK")
@@ -272,18 +288,12 @@ def load_runs(outdir, clk_tck=None):
                 res = parse_wrk(text) if tool == "wrk" else parse_h2load(text)
                 if res and res["requests"] > 0:
                     run.update(res, ok=True)
-                    # CPU per request: the proxy's, or for "direct" the backend's.
-                    cpu_s = proxy_s if target != "direct" else backend_s
-                    run["cpu_us"] = None if cpu_s is None else cpu_s * 1e6 / res["requests"]
-                    run["cpu_is_backend"] = target == "direct"
+                    run.update(_cpu_per_unit(target, proxy_s, backend_s, res["requests"]))
             elif tool == "iperf3":
                 res = parse_iperf3(text)
                 if res and res["bytes"] > 0:
                     run.update(res, ok=True)
-                    cpu_s = proxy_s if target != "direct" else backend_s
-                    mib = res["bytes"] / (1 << 20)
-                    run["cpu_us"] = None if cpu_s is None else cpu_s * 1e6 / mib
-                    run["cpu_is_backend"] = target == "direct"
+                    run.update(_cpu_per_unit(target, proxy_s, backend_s, res["bytes"] / (1 << 20)))
             elif tool == "idle":
                 kv = parse_keyvals(text)
                 try:
@@ -333,8 +343,8 @@ def summarize_target(runs):
     """Median / spread of each figure over the rounds of one target in one scenario."""
     ok = [r for r in runs if r["ok"]]
     s = {"rounds": len(runs), "ok_rounds": len(ok)}
-    for key in ("rps", "p50_ms", "p99_ms", "cpu_us", "gbps", "kib_per_conn", "rss_before",
-                "rss_after", "conns", "wanted"):
+    for key in ("rps", "p50_ms", "p99_ms", "cpu_us", "server_us", "total_us", "gbps",
+                "kib_per_conn", "rss_before", "rss_after", "conns", "wanted"):
         vals = [r.get(key) for r in ok]
         s[key] = _median(vals)
         s[key + "_spread"] = _spread(vals)
@@ -343,24 +353,29 @@ def summarize_target(runs):
     return s
 
 
+def _proxy_cpu(s):
+    """The proxy CPU cell: none for "direct", whose CPU is the backend's column."""
+    return "–" if s["cpu_is_backend"] else _fmt(s["cpu_us"], 1)
+
+
 def _req_table(stats, targets):
     lines = ["| target | req/s (median) | req/s min–max | ÷ direct | p50 ms | p99 ms "
-             "| CPU µs/req | CPU min–max | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| CPU µs/req | CPU min–max | backend µs/req | proxy + backend µs/req "
+             "| errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     direct = stats.get("direct", {}).get("rps")
     for t in targets:
         s = stats[t]
         if not s["ok_rounds"]:
             lines.append(f"| {TARGET_NAMES.get(t, t)} | failed ({s['rounds']} runs, see raw/) "
-                         "| | | | | | | |")
+                         "| | | | | | | | | |")
             continue
-        cpu = _fmt(s["cpu_us"], 1)
-        if s["cpu_is_backend"] and s["cpu_us"] is not None:
-            cpu = "backend " + cpu
+        spread = "–" if s["cpu_is_backend"] else _fmt_spread(s["cpu_us_spread"], 1)
         lines.append(
             f"| {TARGET_NAMES.get(t, t)} | {_fmt(s['rps'])} | {_fmt_spread(s['rps_spread'])} "
             f"| {_ratio(s['rps'], direct)} | {_fmt(s['p50_ms'], 3)} | {_fmt(s['p99_ms'], 3)} "
-            f"| {cpu} | {_fmt_spread(s['cpu_us_spread'], 1)} | {s['errors']:,} |")
+            f"| {_proxy_cpu(s)} | {spread} | {_fmt(s['server_us'], 1)} "
+            f"| {_fmt(s['total_us'], 1)} | {s['errors']:,} |")
     if "weir" in stats and stats["weir"]["ok_rounds"]:
         w = stats["weir"]
         for peer, name in PEERS:
@@ -370,35 +385,38 @@ def _req_table(stats, targets):
             lines.append(
                 f"| *weir ÷ {name}* | {_ratio(w['rps'], p['rps'])} | | "
                 f"| {_ratio(w['p50_ms'], p['p50_ms'])} | {_ratio(w['p99_ms'], p['p99_ms'])} "
-                f"| {_ratio(w['cpu_us'], p['cpu_us'])} | | |")
+                f"| {_ratio(w['cpu_us'], p['cpu_us'])} | "
+                f"| {_ratio(w['server_us'], p['server_us'])} "
+                f"| {_ratio(w['total_us'], p['total_us'])} | |")
     return lines
 
 
 def _bulk_table(stats, targets):
     lines = ["| target | Gbit/s (median) | Gbit/s min–max | ÷ direct | CPU µs/MiB "
-             "| CPU min–max |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| CPU min–max | iperf3 server µs/MiB | proxy + server µs/MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     direct = stats.get("direct", {}).get("gbps")
     for t in targets:
         s = stats[t]
         if not s["ok_rounds"]:
             lines.append(f"| {TARGET_NAMES.get(t, t)} | failed ({s['rounds']} runs, see raw/) "
-                         "| | | | |")
+                         "| | | | | | |")
             continue
-        cpu = _fmt(s["cpu_us"], 1)
-        if s["cpu_is_backend"] and s["cpu_us"] is not None:
-            cpu = "iperf3 server " + cpu
+        spread = "–" if s["cpu_is_backend"] else _fmt_spread(s["cpu_us_spread"], 1)
         lines.append(
             f"| {TARGET_NAMES.get(t, t)} | {_fmt(s['gbps'], 2)} "
             f"| {_fmt_spread(s['gbps_spread'], 2)} | {_ratio(s['gbps'], direct)} "
-            f"| {cpu} | {_fmt_spread(s['cpu_us_spread'], 1)} |")
+            f"| {_proxy_cpu(s)} | {spread} | {_fmt(s['server_us'], 1)} "
+            f"| {_fmt(s['total_us'], 1)} |")
     if "weir" in stats and stats["weir"]["ok_rounds"]:
         w = stats["weir"]
         for peer, name in PEERS:
             p = stats.get(peer)
             if p and p["ok_rounds"]:
                 lines.append(f"| *weir ÷ {name}* | {_ratio(w['gbps'], p['gbps'])} | | "
-                             f"| {_ratio(w['cpu_us'], p['cpu_us'])} | |")
+                             f"| {_ratio(w['cpu_us'], p['cpu_us'])} | "
+                             f"| {_ratio(w['server_us'], p['server_us'])} "
+                             f"| {_ratio(w['total_us'], p['total_us'])} |")
     return lines
 
 
@@ -436,6 +454,14 @@ def build_report(runs, meta=None, skips=None):
             out.append(f"- {key}: {meta[key]}")
     if meta:
         out.append("")
+    out += [
+        "CPU columns are utime+stime from /proc over each run: the proxy's, and the backend's",
+        "(or the iperf3 server's) over the same run. In phase one both share core 0, and their",
+        "sum is what the traffic costs that core: the kernel charges work done on another",
+        "process's behalf (a send delivering into the receiving socket, timers, wake-ups) to",
+        "whichever process is running, so the split moves with scheduling; the sum does not.",
+        "",
+    ]
     phases = sorted({r["phase"] for r in runs} | {s[0] for s in skips})
     for phase in phases:
         out += [f"## {PHASE_TITLES.get(phase, 'Phase ' + phase)}", ""]

@@ -178,6 +178,21 @@ class ReportTest(unittest.TestCase):
         broken = [r for r in runs if r["target"] == "nginx"][0]
         self.assertFalse(broken["ok"])
 
+    def test_backend_and_core_total(self):
+        runs = report.load_runs(self.dir.name, clk_tck=100)
+        weir1 = [r for r in runs if r["target"] == "weir" and r["scenario"] == "tcp_rr"][0]
+        self.assertFalse(weir1["cpu_is_backend"])
+        self.assertAlmostEqual(weir1["server_us"], 0.3e6 / 60769)
+        self.assertAlmostEqual(weir1["total_us"], 0.7e6 / 60769)
+        # "direct" has no proxy: its one CPU figure is the backend's, and the total.
+        direct = [r for r in runs if r["target"] == "direct"][0]
+        self.assertAlmostEqual(direct["total_us"], direct["server_us"])
+        # no backend figure, no total
+        cpu = report._cpu_per_unit("weir", 1.0, None, 1000)
+        self.assertAlmostEqual(cpu["cpu_us"], 1000.0)
+        self.assertIsNone(cpu["server_us"])
+        self.assertIsNone(cpu["total_us"])
+
     def test_idle_kib_per_connection(self):
         runs = report.load_runs(self.dir.name, clk_tck=100)
         weir = [r for r in runs if r["scenario"] == "idle_tcp" and r["target"] == "weir"][0]
@@ -203,6 +218,13 @@ class ReportTest(unittest.TestCase):
         self.assertIn("Idle keep-alive connections through a TCP listener", text)
         # weir 20 KiB/conn against HAProxy 10 KiB/conn
         self.assertIn("| *weir ÷ HAProxy* | | | | 2.00 |", text)
+        self.assertIn("| proxy + backend µs/req |", text)
+        # the direct row shows no proxy CPU, only the backend's (30 ticks over 60,769 req.)
+        self.assertIn(f"| – | – | {0.3e6 / 60769:.1f} | {0.3e6 / 60769:.1f} | 0 |", text)
+        # bulk: as much iperf3 server CPU as proxy CPU, so the sum is twice the proxy's
+        bulk = [line for line in text.splitlines() if line.startswith("| weir | ")][-1]
+        cells = [c.strip().replace(",", "") for c in bulk.split("|")[1:-1]]
+        self.assertAlmostEqual(float(cells[6]) * 2, float(cells[7]), delta=0.11)
 
     def test_median_helpers(self):
         self.assertEqual(report._median([3, None, 1, 2]), 2)
