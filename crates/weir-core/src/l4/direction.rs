@@ -18,9 +18,9 @@
 //! iperf3 stream through weir, weir and the iperf3 server sharing one core: copying, 19.5
 //! Gbit/s for 220 µs of weir CPU per MiB and 145 of the server's; splicing, 11 Gbit/s for 270
 //! and 450. The machine's congestion control is BBR, which paces each socket with TCP's own
-//! timers when the qdisc is not `fq`: a splice hands TCP many pages at once and most of them
-//! wait for a pacing timer, while a copy of at most [`READ_CHUNK`] bytes goes out as one
-//! segment at once. With cubic, splicing ran at 50 Gbit/s for 80 µs/MiB (copying: 26 Gbit/s,
+//! timers when no `fq` qdisc does (loopback has none): a splice hands TCP many pages at once
+//! and most of them wait for a pacing timer, while a copy of at most [`READ_CHUNK`] bytes goes
+//! out as one segment at once. With cubic, splicing ran at 50 Gbit/s for 80 µs/MiB (copying: 26 Gbit/s,
 //! 200 µs/MiB) — hence the listener setting, for hosts where that holds.
 
 use std::io;
@@ -40,7 +40,7 @@ use crate::net::with_scratch;
 /// Most bytes one read takes on the copy path. Below the loopback MSS (65,483 bytes) so that a
 /// read passed on in one write leaves no runt segment behind a full one: with 64 KiB reads each
 /// write became a full segment and a 53-byte one, and one bulk stream ran 40 % slower. Larger
-/// reads are worse under a paced congestion control (BBR without `fq`): with 128 to 512 KiB
+/// reads are worse when TCP paces with its own timers (BBR, no `fq`): with 128 to 512 KiB
 /// reads one stream fell from 19.5 to 13-15 Gbit/s and weir's CPU per MiB rose by a quarter,
 /// each write's later segments waiting for TCP's pacing timer; 32 KiB cost 5 % more per MiB.
 const READ_CHUNK: usize = 48 * 1024;
