@@ -23,6 +23,7 @@ use tracing::debug;
 
 use super::body::ReqBody;
 use crate::l4::forward::CLOSE_LINGER;
+use crate::net::batched::BatchedStream;
 use crate::net::close::close_gracefully;
 
 /// A connection to a server: the handle to send requests on, and a token its driver cancels
@@ -140,7 +141,7 @@ pub async fn handshake(
 ) -> Result<Sender, hyper::Error> {
     let (send, mut conn) = http1::Builder::new()
         .max_buf_size(256 * 1024)
-        .handshake::<_, ReqBody>(TokioIo::new(stream))
+        .handshake::<_, ReqBody>(TokioIo::new(BatchedStream::new(stream)))
         .await?;
     let closed = CancellationToken::new();
     let driver_closed = closed.clone();
@@ -149,7 +150,7 @@ pub async fn handshake(
             debug!(%server, %err, "server connection ended with an error");
         }
         driver_closed.cancel();
-        let stream = conn.into_parts().io.into_inner();
+        let stream = conn.into_parts().io.into_inner().into_inner();
         close_gracefully(stream, CLOSE_LINGER).await;
     });
     Ok(Sender { send, closed })

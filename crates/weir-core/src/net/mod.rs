@@ -1,6 +1,7 @@
 //! Socket-level helpers shared by listeners, forwarding and health checks.
 
 pub mod batch;
+pub mod batched;
 pub mod close;
 pub mod sockopt;
 pub mod splice;
