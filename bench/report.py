@@ -354,8 +354,11 @@ def summarize_target(runs):
 
 
 def _proxy_cpu(s):
-    """The proxy CPU cell: none for "direct", whose CPU is the backend's column."""
-    return "–" if s["cpu_is_backend"] else _fmt(s["cpu_us"], 1)
+    """The proxy CPU cells, median and spread: none for "direct", whose CPU is the backend's
+    column."""
+    if s["cpu_is_backend"]:
+        return "–", "–"
+    return _fmt(s["cpu_us"], 1), _fmt_spread(s["cpu_us_spread"], 1)
 
 
 def _req_table(stats, targets):
@@ -370,11 +373,11 @@ def _req_table(stats, targets):
             lines.append(f"| {TARGET_NAMES.get(t, t)} | failed ({s['rounds']} runs, see raw/) "
                          "| | | | | | | | | |")
             continue
-        spread = "–" if s["cpu_is_backend"] else _fmt_spread(s["cpu_us_spread"], 1)
+        cpu, spread = _proxy_cpu(s)
         lines.append(
             f"| {TARGET_NAMES.get(t, t)} | {_fmt(s['rps'])} | {_fmt_spread(s['rps_spread'])} "
             f"| {_ratio(s['rps'], direct)} | {_fmt(s['p50_ms'], 3)} | {_fmt(s['p99_ms'], 3)} "
-            f"| {_proxy_cpu(s)} | {spread} | {_fmt(s['server_us'], 1)} "
+            f"| {cpu} | {spread} | {_fmt(s['server_us'], 1)} "
             f"| {_fmt(s['total_us'], 1)} | {s['errors']:,} |")
     if "weir" in stats and stats["weir"]["ok_rounds"]:
         w = stats["weir"]
@@ -402,11 +405,11 @@ def _bulk_table(stats, targets):
             lines.append(f"| {TARGET_NAMES.get(t, t)} | failed ({s['rounds']} runs, see raw/) "
                          "| | | | | | |")
             continue
-        spread = "–" if s["cpu_is_backend"] else _fmt_spread(s["cpu_us_spread"], 1)
+        cpu, spread = _proxy_cpu(s)
         lines.append(
             f"| {TARGET_NAMES.get(t, t)} | {_fmt(s['gbps'], 2)} "
             f"| {_fmt_spread(s['gbps_spread'], 2)} | {_ratio(s['gbps'], direct)} "
-            f"| {_proxy_cpu(s)} | {spread} | {_fmt(s['server_us'], 1)} "
+            f"| {cpu} | {spread} | {_fmt(s['server_us'], 1)} "
             f"| {_fmt(s['total_us'], 1)} |")
     if "weir" in stats and stats["weir"]["ok_rounds"]:
         w = stats["weir"]

@@ -27,7 +27,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, IoSlice};
 use std::num::NonZeroU32;
 use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
@@ -112,7 +112,14 @@ pub fn enabled() -> bool {
 /// The caller must keep the socket open while it holds the ticket (dropping the ticket first
 /// takes a send that is still queued out of the batch).
 pub fn queue(fd: RawFd, bytes: &[u8]) -> Option<Ticket> {
-    if bytes.is_empty() || bytes.len() > MAX_BYTES {
+    queue_vectored(fd, &[IoSlice::new(bytes)])
+}
+
+/// [`queue`] for bytes in pieces (a request head and its body): they are gathered into one
+/// send.
+pub fn queue_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> Option<Ticket> {
+    let len: usize = bufs.iter().map(|b| b.len()).sum();
+    if len == 0 || len > MAX_BYTES {
         return None;
     }
     let (ticket, full) = BATCH.with(|batch| {
@@ -133,7 +140,9 @@ pub fn queue(fd: RawFd, bytes: &[u8]) -> Option<Ticket> {
         let slot = &mut batch.slots[index];
         slot.fd = fd;
         slot.bytes.clear();
-        slot.bytes.extend_from_slice(bytes);
+        for b in bufs {
+            slot.bytes.extend_from_slice(b);
+        }
         slot.state = State::Queued;
         batch.queued.push(index);
         Some((ticket, batch.queued.len() >= MAX_QUEUED))
