@@ -494,7 +494,7 @@ pub struct Pool {
     /// Close a pooled connection after this long unused (default 30 s); lowered automatically
     /// below a server's `Keep-Alive: timeout=N`.
     pub idle_timeout: Duration,
-    /// Idle connections kept per server (default 64).
+    /// Idle connections kept per server (default 1024; per worker thread for HTTP/1 clients).
     pub max_idle_per_server: usize,
 }
 
@@ -502,7 +502,7 @@ impl Default for Pool {
     fn default() -> Self {
         Pool {
             idle_timeout: Duration::from_secs(30),
-            max_idle_per_server: 64,
+            max_idle_per_server: 1024,
         }
     }
 }

@@ -466,7 +466,7 @@ fn a_minimal_http_listener_gets_every_default() {
     let group = &loaded.config.groups[0];
     assert_eq!(group.request_timeout, Duration::from_secs(60));
     assert_eq!(group.pool.idle_timeout, Duration::from_secs(30));
-    assert_eq!(group.pool.max_idle_per_server, 64);
+    assert_eq!(group.pool.max_idle_per_server, 1024);
     assert_eq!(group.persistence, None);
 }
 

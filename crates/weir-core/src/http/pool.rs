@@ -8,6 +8,7 @@
 //! server closes it — the stale keep-alive race. Expired connections are dropped at checkout
 //! and by a periodic sweep; dropping one lets its driver task close it with FIN after draining.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -49,7 +50,7 @@ struct Idle {
 
 /// The pool of one group: a stack of idle connections per server.
 pub struct GroupPool {
-    servers: Vec<Mutex<Vec<Idle>>>,
+    servers: Vec<Mutex<VecDeque<Idle>>>,
     idle_timeout: Duration,
     max_idle: usize,
 }
@@ -58,7 +59,7 @@ impl GroupPool {
     /// An empty pool for `servers` servers.
     pub fn new(servers: usize, config: &weir_config::Pool) -> Self {
         GroupPool {
-            servers: (0..servers).map(|_| Mutex::new(Vec::new())).collect(),
+            servers: (0..servers).map(|_| Mutex::new(VecDeque::new())).collect(),
             idle_timeout: config.idle_timeout,
             max_idle: config.max_idle_per_server,
         }
@@ -69,7 +70,7 @@ impl GroupPool {
         let slot = self.servers.get(server)?;
         let now = Instant::now();
         let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop() {
+        while let Some(conn) = idle.pop_back() {
             if conn.sender.is_closed() || now.duration_since(conn.since) >= conn.timeout {
                 continue; // dropped: its driver closes it
             }
@@ -96,9 +97,9 @@ impl GroupPool {
         let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= self.max_idle {
             // Keep the warmest: drop the oldest.
-            idle.remove(0);
+            idle.pop_front();
         }
-        idle.push(Idle {
+        idle.push_back(Idle {
             sender,
             since: Instant::now(),
             timeout,

@@ -14,6 +14,7 @@
 //! Each worker thread has its own stacks: a socket is watched by the reactor of the worker
 //! that opened it, and a connection served on one worker never waits on another's.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -43,7 +44,7 @@ impl Idle {
 /// The HTTP/1 pool of one group: per worker, a stack of idle sockets per server.
 pub struct RawPool {
     /// Worker `w`'s stack for server `s` is at `w * servers + s`.
-    stacks: Vec<Mutex<Vec<Idle>>>,
+    stacks: Vec<Mutex<VecDeque<Idle>>>,
     servers: usize,
     idle_timeout: Duration,
     max_idle: usize,
@@ -54,7 +55,7 @@ impl RawPool {
     pub fn new(servers: usize, workers: usize, config: &weir_config::Pool) -> Self {
         RawPool {
             stacks: (0..servers * workers.max(1))
-                .map(|_| Mutex::new(Vec::new()))
+                .map(|_| Mutex::new(VecDeque::new()))
                 .collect(),
             servers,
             idle_timeout: config.idle_timeout,
@@ -63,7 +64,7 @@ impl RawPool {
     }
 
     /// The calling worker's stack for `server`.
-    fn stack(&self, server: usize) -> Option<&Mutex<Vec<Idle>>> {
+    fn stack(&self, server: usize) -> Option<&Mutex<VecDeque<Idle>>> {
         if server >= self.servers {
             return None;
         }
@@ -78,7 +79,7 @@ impl RawPool {
         let slot = self.stack(server)?;
         let now = Instant::now();
         loop {
-            let conn = slot.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            let conn = slot.lock().unwrap_or_else(|p| p.into_inner()).pop_back()?;
             if conn.usable(now) {
                 return Some(conn.stream);
             }
@@ -106,8 +107,12 @@ impl RawPool {
         };
         let evicted = {
             let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-            let evicted = (idle.len() >= self.max_idle).then(|| idle.remove(0));
-            idle.push(Idle {
+            let evicted = if idle.len() >= self.max_idle {
+                idle.pop_front()
+            } else {
+                None
+            };
+            idle.push_back(Idle {
                 stream,
                 since: Instant::now(),
                 timeout,
@@ -127,7 +132,7 @@ impl RawPool {
             let Some(slot) = self.stack(server) else {
                 continue;
             };
-            let stale: Vec<Idle> = {
+            let stale: VecDeque<Idle> = {
                 let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
                 if idle.is_empty() {
                     continue;
@@ -226,6 +231,49 @@ mod tests {
         let own = on(&handles[0], async move { p.checkout(0, &t).is_some() });
         assert!(own, "worker 0 reuses its own connection");
         assert_eq!(pool.idle(0), 0);
+        workers.stop();
+    }
+
+    #[test]
+    fn a_full_stack_closes_its_oldest_with_fin_and_hands_out_the_newest() {
+        use std::io::Read;
+
+        let workers = Workers::start(1, true).unwrap();
+        let handle = workers.handles()[0].clone();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let config = weir_config::Pool {
+            max_idle_per_server: 2,
+            ..weir_config::Pool::default()
+        };
+        let pool = Arc::new(RawPool::new(1, 1, &config));
+        let tasks = TaskTracker::new();
+
+        // Three connections checked in, oldest first; the server side of each, in order.
+        let mut accepted = Vec::new();
+        for _ in 0..3 {
+            let (p, t) = (pool.clone(), tasks.clone());
+            on(&handle, async move {
+                let stream = TcpStream::connect(addr).await.unwrap();
+                p.checkin(0, stream, None, &t);
+            });
+            accepted.push(server.accept().unwrap().0);
+        }
+        assert_eq!(pool.idle(0), 2);
+
+        let oldest = &mut accepted[0];
+        oldest
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = oldest.read(&mut [0u8; 16]);
+        assert_eq!(read.unwrap(), 0, "the oldest is closed with FIN");
+
+        let (p, t) = (pool.clone(), tasks.clone());
+        let newest = on(&handle, async move {
+            let stream = p.checkout(0, &t).unwrap();
+            stream.local_addr().unwrap()
+        });
+        assert_eq!(newest, accepted[2].peer_addr().unwrap(), "newest first");
         workers.stop();
     }
 }
