@@ -202,7 +202,9 @@ impl HttpEntry {
         let svc = service_fn(move |req| {
             let service = service.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(service.handle(&info, req).await) }
+            // Boxed: hyper moves each request's future into a task of its own, and a pointer
+            // is cheaper to move than the request's whole state (several KiB).
+            Box::pin(async move { Ok::<_, Infallible>(service.handle(&info, req).await) })
         });
         let idle_timeout = self.service.idle_timeout;
         let mut draining = false;

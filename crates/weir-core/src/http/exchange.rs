@@ -95,8 +95,9 @@ pub enum BytesIn {
 pub struct Exchange {
     activity: Arc<Activity>,
     sink: Arc<dyn RecordSink>,
-    /// The record, when records are wanted.
-    pub record: Option<HttpRecord>,
+    /// The record, when records are wanted (boxed: the exchange lives in every request
+    /// future's state, and a smaller future is cheaper to move and to spawn).
+    pub record: Option<Box<HttpRecord>>,
     started: Instant,
     /// The end when the body completes normally.
     pub end: End,
@@ -116,7 +117,7 @@ impl Exchange {
         Exchange {
             activity,
             sink,
-            record,
+            record: record.map(Box::new),
             started: Instant::now(),
             end: End::new(EndBy::Upstream, EndHow::Done, EndPhase::Response),
             upstream: None,
@@ -193,7 +194,7 @@ impl Completion for Exchange {
             record.upstream_response_time = sent_at.map(|t| now.duration_since(t));
             record.bytes_in = bytes_in;
             record.bytes_out = bytes_out;
-            self.sink.record(Record::Http(record));
+            self.sink.record(Record::Http(*record));
         }
         self.activity.end();
     }
