@@ -1,8 +1,9 @@
 //! Keep-alive connections to the servers of a group for HTTP/2 clients' requests (HTTP/1.1,
 //! hyper's client; the HTTP/1 engine pools raw sockets in [`super::h1::pool`]).
 //!
-//! Each server has a short stack of idle connections (most recently used first: a warm
-//! connection is the least likely to be closed by the server). A connection is idle for at
+//! Each server has a stack of idle connections (most recently used first: a warm
+//! connection is the least likely to be closed by the server); a full stack
+//! (`pool.max_idle_per_server`) drops its oldest to take a newer one. A connection is idle for at
 //! most its own idle timeout: the group's `pool.idle_timeout`, lowered below the server's
 //! `Keep-Alive: timeout=N` hint when it sends one, so weir stops using a connection before the
 //! server closes it — the stale keep-alive race. Expired connections are dropped at checkout

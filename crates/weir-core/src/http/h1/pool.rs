@@ -1,8 +1,9 @@
 //! Idle keep-alive connections to the servers of a group, as plain sockets.
 //!
 //! A pooled connection is just its socket: no task watches it and it holds no buffer. Each
-//! server has a short stack of them, most recently used first (a warm connection is the least
-//! likely to be closed by the server). A connection is idle for at most its own idle timeout:
+//! server has a stack of them, most recently used first (a warm connection is the least
+//! likely to be closed by the server); a full stack (`pool.max_idle_per_server`) closes its
+//! oldest to take a newer one. A connection is idle for at most its own idle timeout:
 //! the group's `pool.idle_timeout`, kept below the server's `Keep-Alive: timeout=N` hint, so
 //! weir stops using a connection before the server closes it — the stale keep-alive race.
 //!
