@@ -9,6 +9,14 @@ use tokio::net::TcpStream;
 
 use crate::ending::{Ending, classify};
 
+/// Two connected loopback sockets: (the end that connected, the end that was accepted).
+pub async fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let connected = TcpStream::connect(listener.local_addr()?).await?;
+    let (accepted, _) = listener.accept().await?;
+    Ok((connected, accepted))
+}
+
 /// Connects to `addr`, then closes with SO_LINGER 0: the peer sees a reset (`ECONNRESET`).
 pub async fn connect_and_reset(addr: SocketAddr) -> io::Result<()> {
     let stream = TcpStream::connect(addr).await?;

@@ -19,7 +19,7 @@ pub mod script;
 mod server;
 mod unresponsive;
 
-pub use client::{connect_and_fin, connect_and_reset, read_to_end_classified};
+pub use client::{connect_and_fin, connect_and_reset, loopback_pair, read_to_end_classified};
 pub use ending::{Ending, classify};
 pub use http::{
     H1Client, HttpBackend, HttpBackendBuilder, RawResponse, SeenRequest, raw_exchange,

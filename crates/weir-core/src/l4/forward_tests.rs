@@ -6,8 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use weir_testkit::{blob_bytes, fnv1a64};
+use weir_testkit::{blob_bytes, fnv1a64, loopback_pair};
 
 use super::*;
 use crate::end::EndBy;
@@ -22,16 +21,6 @@ fn config() -> ForwardConfig {
         propagate_reset: true,
         splice: true,
     }
-}
-
-/// Two connected loopback sockets: (the peer's end, weir's end).
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let peer = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (ours, _) = listener.accept().await.unwrap();
-    (peer, ours)
 }
 
 /// A byte stream that is not a TCP socket (as a TLS stream or an upgraded connection is not).
@@ -93,8 +82,8 @@ where
 
 #[tokio::test]
 async fn bulk_between_tcp_sockets_is_spliced() {
-    let (client_peer, client) = tcp_pair().await;
-    let (server_peer, server) = tcp_pair().await;
+    let (client_peer, client) = loopback_pair().await.unwrap();
+    let (server_peer, server) = loopback_pair().await.unwrap();
     let forwarding = tokio::spawn(async move {
         let forwarded = forward(client, server, &config(), std::future::pending()).await;
         (forwarded.bytes_in, forwarded.spliced_in, forwarded.end)
@@ -113,7 +102,7 @@ async fn bulk_between_tcp_sockets_is_spliced() {
 #[tokio::test]
 async fn bulk_from_a_stream_that_is_not_tcp_is_copied() {
     let (client_peer, client) = tokio::io::duplex(256 * 1024);
-    let (server_peer, server) = tcp_pair().await;
+    let (server_peer, server) = loopback_pair().await.unwrap();
     let forwarding = tokio::spawn(async move {
         let forwarded = forward(NotTcp(client), server, &config(), std::future::pending()).await;
         (

@@ -133,15 +133,11 @@ mod tests {
 
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
+    /// A batched stream and its peer.
     async fn pair() -> (BatchedStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (BatchedStream::new(client), server)
+        let (ours, peer) = weir_testkit::loopback_pair().await.unwrap();
+        (BatchedStream::new(ours), peer)
     }
 
     /// Runs `test` on a current-thread runtime whose worker batches its sends, as weir's

@@ -125,22 +125,15 @@ fn poll_attempt(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::*;
+    use weir_testkit::loopback_pair;
 
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (ours, _) = listener.accept().await.unwrap();
-        (ours, peer)
-    }
+    use super::*;
 
     /// After a read that emptied the socket, tokio answers `WouldBlock` from its own state until
     /// the reactor sees new bytes: a quiet pooled connection is checked without a system call.
     #[tokio::test]
     async fn a_read_that_drains_the_socket_forgets_readiness() {
-        let (ours, peer) = pair().await;
+        let (peer, ours) = loopback_pair().await.unwrap();
         peer.try_write(b"abc").unwrap();
         ours.readable().await.unwrap();
         let mut buf = [0u8; 16];
@@ -160,7 +153,7 @@ mod tests {
     /// A read that fills the whole buffer may have left bytes behind: readiness stays.
     #[tokio::test]
     async fn a_full_read_keeps_readiness() {
-        let (ours, peer) = pair().await;
+        let (peer, ours) = loopback_pair().await.unwrap();
         peer.try_write(b"abcdef").unwrap();
         ours.readable().await.unwrap();
         let mut buf = [0u8; 3];
@@ -171,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn sends_and_receives_through_the_poll_functions() {
-        let (ours, peer) = pair().await;
+        let (peer, ours) = loopback_pair().await.unwrap();
         let sent = std::future::poll_fn(|cx| poll_send(&ours, cx, b"hello")).await;
         assert_eq!(sent.unwrap(), 5);
         let mut buf = [0u8; 8];

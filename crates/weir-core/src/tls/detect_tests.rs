@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use weir_testkit::loopback_pair;
 
 use super::*;
 
@@ -96,18 +96,9 @@ fn response_names_the_https_url_when_safe() {
     }
 }
 
-async fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    (client, server)
-}
-
 #[tokio::test]
 async fn peek_waits_for_enough_bytes_and_consumes_nothing() {
-    let (mut client, mut server) = pair().await;
+    let (mut client, mut server) = loopback_pair().await.unwrap();
     let hello = [0x16u8, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5];
     let writer = tokio::spawn(async move {
         client.write_all(&hello[..1]).await.unwrap();
@@ -124,14 +115,14 @@ async fn peek_waits_for_enough_bytes_and_consumes_nothing() {
     server.read_exact(&mut all).await.unwrap();
     assert_eq!(all, hello, "peeking consumed nothing");
 
-    let (mut client, server) = pair().await;
+    let (mut client, server) = loopback_pair().await.unwrap();
     client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     let got = peek_first_bytes(&server, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(got, FirstBytes::PlainHttp);
 
-    let (mut client, server) = pair().await;
+    let (mut client, server) = loopback_pair().await.unwrap();
     client.write_all(b"\x00\x01junk").await.unwrap();
     let got = peek_first_bytes(&server, Duration::from_secs(5))
         .await
@@ -141,7 +132,7 @@ async fn peek_waits_for_enough_bytes_and_consumes_nothing() {
 
 #[tokio::test]
 async fn peek_gives_its_best_answer_on_timeout_or_close() {
-    let (client, server) = pair().await;
+    let (client, server) = loopback_pair().await.unwrap();
     let start = Instant::now();
     let got = peek_first_bytes(&server, Duration::from_millis(100))
         .await
@@ -154,7 +145,7 @@ async fn peek_gives_its_best_answer_on_timeout_or_close() {
         .unwrap();
     assert_eq!(got, FirstBytes::Unknown, "closed without a byte");
 
-    let (mut client, server) = pair().await;
+    let (mut client, server) = loopback_pair().await.unwrap();
     client.write_all(b"GE").await.unwrap();
     let start = Instant::now();
     let got = peek_first_bytes(&server, Duration::from_millis(150))
@@ -167,7 +158,7 @@ async fn peek_gives_its_best_answer_on_timeout_or_close() {
 /// Sends `request`, reads the answer to EOF (an error such as ECONNRESET fails the test), then
 /// closes its own side. Returns the answer and how long the server took to finish after that.
 async fn exchange(request: Vec<u8>) -> (String, Duration) {
-    let (mut client, server) = pair().await;
+    let (mut client, server) = loopback_pair().await.unwrap();
     let server = tokio::spawn(reject_plain_http(server));
     let (mut rd, mut wr) = client.split();
     let (written, answer) = tokio::join!(wr.write_all(&request), async {
@@ -243,7 +234,7 @@ async fn plain_http_with_a_body_is_drained_not_reset() {
 
 #[tokio::test]
 async fn unfinished_head_is_answered_at_eof() {
-    let (mut client, server) = pair().await;
+    let (mut client, server) = loopback_pair().await.unwrap();
     let server = tokio::spawn(reject_plain_http(server));
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: a")
