@@ -32,7 +32,7 @@ use tracing::debug;
 
 use super::forward::is_reset;
 use crate::end::{EndBy, EndHow};
-use crate::net::batch::{self, Ticket};
+use crate::net::batch::{self, Owed};
 use crate::net::close::Endpoint;
 use crate::net::splice::Pipe;
 use crate::net::with_scratch;
@@ -105,23 +105,14 @@ enum Path {
     Splice(Pipe),
 }
 
-/// What a write sends: the connection's pending bytes, or fresh bytes in the scratch buffer.
-enum PendingOrScratch<'a> {
-    Pending,
-    Scratch(&'a [u8]),
-}
-
 /// One direction: from `src` to the other side.
 pub(super) struct Half {
     /// The side bytes are read from.
     pub(super) src: Side,
     path: Path,
-    /// Bytes read but not yet written (copy path, only while a write is stalled).
-    pending: Vec<u8>,
-    pos: usize,
-    /// A send queued for the worker's next batch (see [`crate::net::batch`]): written before
-    /// anything else, bytes it did not take going to `pending`.
-    batched: Option<Ticket>,
+    /// Copy path: a send queued for the worker's batch (see [`crate::net::batch`]), and bytes
+    /// read but not yet written (only while a write is stalled); written before anything else.
+    owed: Owed,
     /// `src` sent its FIN.
     pub(super) eof: bool,
     /// The FIN was passed on: the destination's write side is shut, or its close (which
@@ -145,9 +136,7 @@ impl Half {
             } else {
                 Path::CopyOnly
             },
-            pending: Vec::new(),
-            pos: 0,
-            batched: None,
+            owed: Owed::default(),
             eof: false,
             shut: false,
             bytes: 0,
@@ -207,22 +196,18 @@ impl Half {
         cx: &mut Context<'_>,
         dst: &mut W,
     ) -> Poll<Result<(), Fault>> {
-        if let Some(ticket) = &mut self.batched {
-            let sent = ready!(ticket.poll(cx, &mut self.pending));
-            self.batched = None;
-            if let Err(err) = sent {
-                return Poll::Ready(Err(Fault::io(self.dst(), &err)));
-            }
-        }
-        while self.pos < self.pending.len() {
-            let n = ready!(self.poll_write(cx, dst, PendingOrScratch::Pending))?;
-            self.pos += n;
-        }
-        if !self.pending.is_empty() {
-            self.pending = Vec::new();
-            self.pos = 0;
-        }
         let dst_side = self.dst();
+        let moved = &mut self.moved;
+        let settled = ready!(self.owed.poll_settle(cx, |cx, bytes| {
+            let written = dst.poll_send(cx, bytes);
+            if let Poll::Ready(Ok(1..)) = written {
+                *moved = true;
+            }
+            written
+        }));
+        if let Err(err) = settled {
+            return Poll::Ready(Err(Fault::io(dst_side, &err)));
+        }
         if let (Path::Splice(pipe), Some(dst)) = (&mut self.path, dst.as_tcp()) {
             while !pipe.is_empty() {
                 match ready!(pipe.poll_drain(cx, dst)) {
@@ -279,17 +264,16 @@ impl Half {
                 && let Some(ticket) = batch::queue(tcp.as_raw_fd(), &buf[..n])
             {
                 // Made at the worker's next flush; `poll_flush` waits for it.
-                self.batched = Some(ticket);
+                self.owed.queued(ticket);
                 return Poll::Ready(Ok(()));
             }
             let mut written = 0;
             while written < n {
-                match self.poll_write(cx, dst, PendingOrScratch::Scratch(&buf[written..n])) {
+                match self.poll_write(cx, dst, &buf[written..n]) {
                     Poll::Ready(Ok(k)) => written += k,
                     Poll::Ready(Err(fault)) => return Poll::Ready(Err(fault)),
                     Poll::Pending => {
-                        self.pending = buf[written..n].to_vec();
-                        self.pos = 0;
+                        self.owed.keep(&buf[written..n]);
                         return Poll::Pending;
                     }
                 }
@@ -302,12 +286,8 @@ impl Half {
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
-        data: PendingOrScratch<'_>,
+        bytes: &[u8],
     ) -> Poll<Result<usize, Fault>> {
-        let bytes = match data {
-            PendingOrScratch::Pending => &self.pending[self.pos..],
-            PendingOrScratch::Scratch(bytes) => bytes,
-        };
         match ready!(dst.poll_send(cx, bytes)) {
             Ok(0) => Poll::Ready(Err(Fault::write_zero(self.dst()))),
             Ok(n) => {

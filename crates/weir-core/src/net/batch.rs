@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::num::NonZeroU32;
 use std::os::fd::RawFd;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 use io_uring::{IoUring, opcode, types};
 
@@ -248,12 +248,63 @@ impl Batch {
     }
 }
 
+/// Bytes owed to one socket, written before anything newer: a send queued in the batch, then
+/// whatever it did not take or an earlier write left. Owing nothing, it holds no buffer.
+#[derive(Debug, Default)]
+pub struct Owed {
+    ticket: Option<Ticket>,
+    unsent: Vec<u8>,
+}
+
+impl Owed {
+    /// Owes a send queued with [`queue`] or [`queue_vectored`].
+    pub fn queued(&mut self, ticket: Ticket) {
+        self.ticket = Some(ticket);
+    }
+
+    /// Owes `bytes`, which a write did not take.
+    pub fn keep(&mut self, bytes: &[u8]) {
+        self.unsent.extend_from_slice(bytes);
+    }
+
+    /// Whether a send waits in the batch.
+    pub fn is_queued(&self) -> bool {
+        self.ticket.is_some()
+    }
+
+    /// Waits for the queued send, then writes what is still owed with `write`; Ready(Ok) once
+    /// nothing is. A write that takes nothing fails with `WriteZero`.
+    pub fn poll_settle(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&mut Context<'_>, &[u8]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(ticket) = &mut self.ticket {
+            let made = ready!(ticket.poll(cx, &mut self.unsent));
+            self.ticket = None;
+            made?;
+        }
+        while !self.unsent.is_empty() {
+            let n = ready!(write(cx, &self.unsent))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.unsent.drain(..n.min(self.unsent.len()));
+        }
+        if self.unsent.capacity() > 0 {
+            // Rare (the socket's buffer was full): no buffer kept for the next time.
+            self.unsent = Vec::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A send queued by [`queue`]. Not to be moved to another thread (connection tasks never are:
 /// each worker runs a current-thread runtime).
 #[derive(Debug)]
 pub struct Ticket {
-    /// The slot's index + 1: an `Option<Ticket>` takes 4 bytes, which a connection's state
-    /// finds room for in its padding.
+    /// The slot's index + 1: an `Option<Ticket>` takes 4 bytes, which an [`Owed`] finds room
+    /// for in its padding.
     slot: NonZeroU32,
 }
 

@@ -17,17 +17,14 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::batch::{self, Ticket};
+use super::batch::{self, Owed};
 
 /// A connected server socket whose writes of up to [`batch::MAX_BYTES`] are batched.
 #[derive(Debug)]
 pub struct BatchedStream {
     stream: TcpStream,
-    /// The queued send, if any.
-    ticket: Option<Ticket>,
-    /// Bytes the queued send did not take, written before anything else.
-    unsent: Vec<u8>,
-    pos: usize,
+    /// The queued send and what it left, written before anything else.
+    owed: Owed,
 }
 
 impl BatchedStream {
@@ -35,9 +32,7 @@ impl BatchedStream {
     pub fn new(stream: TcpStream) -> Self {
         BatchedStream {
             stream,
-            ticket: None,
-            unsent: Vec::new(),
-            pos: 0,
+            owed: Owed::default(),
         }
     }
 
@@ -49,31 +44,21 @@ impl BatchedStream {
 
     /// Waits for the queued send and writes what it left; Ready(Ok) once nothing is owed.
     fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(ticket) = &mut self.ticket {
-            let made = ready!(ticket.poll(cx, &mut self.unsent));
-            self.ticket = None;
-            made?;
-        }
-        while self.pos < self.unsent.len() {
-            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.unsent[self.pos..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pos += n;
-        }
-        if !self.unsent.is_empty() {
-            // Rare (the server's buffer was full): no buffer kept for the next time.
-            self.unsent = Vec::new();
-            self.pos = 0;
-        }
-        Poll::Ready(Ok(()))
+        let stream = &mut self.stream;
+        self.owed
+            .poll_settle(cx, |cx, bytes| Pin::new(&mut *stream).poll_write(cx, bytes))
     }
 
     /// Queues `bufs` for the worker's next batch; false when they are not batched (too large,
     /// or batching is off on this thread).
     fn queue(&mut self, bufs: &[IoSlice<'_>]) -> bool {
-        self.ticket = batch::queue_vectored(self.stream.as_raw_fd(), bufs);
-        self.ticket.is_some()
+        match batch::queue_vectored(self.stream.as_raw_fd(), bufs) {
+            Some(ticket) => {
+                self.owed.queued(ticket);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -191,13 +176,13 @@ mod tests {
             let (mut stream, mut peer) = pair().await;
             stream.write_all(b"ping").await.unwrap();
             // Queued, not yet made, where the worker batches.
-            assert_eq!(stream.ticket.is_some(), batch::enabled());
+            assert_eq!(stream.owed.is_queued(), batch::enabled());
             stream.flush().await.unwrap();
             // Flushed: the bytes are on the socket, without the writer doing anything more.
             let mut buf = [0u8; 4];
             peer.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"ping");
-            assert!(stream.ticket.is_none());
+            assert!(!stream.owed.is_queued());
         });
     }
 
