@@ -246,19 +246,20 @@ def _ticks(field):
 
 
 def _cpu_per_unit(target, proxy_s, backend_s, units):
-    """CPU µs per request (or per MiB): the proxy's ("cpu_us", for "direct" the backend's, as
-    that row has no proxy), the backend's or iperf3 server's ("server_us"), and their sum
-    ("total_us"): in phase one both share core 0, so the sum is what a request costs that
-    core, whichever process the kernel charged for work it did on another's behalf (a send
-    delivers into the receiving socket in the sender's time)."""
+    """CPU µs per request (or per MiB): the proxy's ("cpu_us", none for "direct", which has
+    no proxy), the backend's or iperf3 server's ("server_us"), and their sum ("total_us"): in
+    phase one both share core 0, so the sum is what a request costs that core, whichever
+    process the kernel charged for work it did on another's behalf (a send delivers into the
+    receiving socket in the sender's time)."""
     def per(seconds):
         return None if seconds is None else seconds * 1e6 / units
-    proxy, server = per(proxy_s), per(backend_s)
+    proxy = None if target == "direct" else per(proxy_s)
+    server = per(backend_s)
     if target == "direct":
-        return {"cpu_us": server, "cpu_is_backend": True, "server_us": server,
-                "total_us": server}
-    total = None if proxy is None or server is None else proxy + server
-    return {"cpu_us": proxy, "cpu_is_backend": False, "server_us": server, "total_us": total}
+        total = server
+    else:
+        total = None if proxy is None or server is None else proxy + server
+    return {"cpu_us": proxy, "server_us": server, "total_us": total}
 
 
 def load_runs(outdir, clk_tck=None):
@@ -349,16 +350,7 @@ def summarize_target(runs):
         s[key] = _median(vals)
         s[key + "_spread"] = _spread(vals)
     s["errors"] = sum(r.get("socket_errors", 0) + r.get("non_2xx", 0) for r in ok)
-    s["cpu_is_backend"] = any(r.get("cpu_is_backend") for r in ok)
     return s
-
-
-def _proxy_cpu(s):
-    """The proxy CPU cells, median and spread: none for "direct", whose CPU is the backend's
-    column."""
-    if s["cpu_is_backend"]:
-        return "–", "–"
-    return _fmt(s["cpu_us"], 1), _fmt_spread(s["cpu_us_spread"], 1)
 
 
 def _req_table(stats, targets):
@@ -373,7 +365,7 @@ def _req_table(stats, targets):
             lines.append(f"| {TARGET_NAMES.get(t, t)} | failed ({s['rounds']} runs, see raw/) "
                          "| | | | | | | | | |")
             continue
-        cpu, spread = _proxy_cpu(s)
+        cpu, spread = _fmt(s["cpu_us"], 1), _fmt_spread(s["cpu_us_spread"], 1)
         lines.append(
             f"| {TARGET_NAMES.get(t, t)} | {_fmt(s['rps'])} | {_fmt_spread(s['rps_spread'])} "
             f"| {_ratio(s['rps'], direct)} | {_fmt(s['p50_ms'], 3)} | {_fmt(s['p99_ms'], 3)} "
@@ -405,7 +397,7 @@ def _bulk_table(stats, targets):
             lines.append(f"| {TARGET_NAMES.get(t, t)} | failed ({s['rounds']} runs, see raw/) "
                          "| | | | | | |")
             continue
-        cpu, spread = _proxy_cpu(s)
+        cpu, spread = _fmt(s["cpu_us"], 1), _fmt_spread(s["cpu_us_spread"], 1)
         lines.append(
             f"| {TARGET_NAMES.get(t, t)} | {_fmt(s['gbps'], 2)} "
             f"| {_fmt_spread(s['gbps_spread'], 2)} | {_ratio(s['gbps'], direct)} "
