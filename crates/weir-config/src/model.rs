@@ -38,8 +38,9 @@ pub struct Runtime {
     pub workers: Option<usize>,
     /// How long open connections may run on after SIGTERM/SIGINT before weir closes them.
     pub shutdown_grace: Duration,
-    /// Whether each worker makes its small sends together, in one io_uring system call, when it
-    /// goes idle (where the kernel has io_uring).
+    /// Whether each worker forwards its `tcp` listeners' connections through one io_uring, and
+    /// makes its other small sends together in one io_uring system call when it goes idle
+    /// (where the kernel has io_uring).
     pub io_uring: bool,
 }
 

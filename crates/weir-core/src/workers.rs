@@ -57,9 +57,17 @@ impl Workers {
                     if io_uring && let Err(err) = crate::net::batch::enable() {
                         tracing::info!(%err, "no io_uring: this worker makes each send by itself");
                     }
+                    if io_uring && let Err(err) = crate::net::ring::enable() {
+                        tracing::info!(%err, "no io_uring engine: TCP forwarding copies");
+                    }
                     let _ = handle_tx.send(runtime.handle().clone());
                     // Runs every task spawned onto this worker until told to stop.
-                    let _ = runtime.block_on(stopped);
+                    let _ = runtime.block_on(async {
+                        if crate::net::ring::enabled() {
+                            tokio::spawn(crate::net::ring::drive());
+                        }
+                        stopped.await
+                    });
                 })?;
             let handle = handle_rx
                 .recv()

@@ -211,7 +211,10 @@ async fn idle_timeout_counts_spliced_bytes_as_activity_and_closes_with_fin() {
         "{:?}",
         r.duration
     );
-    assert!(spliced(&h).0 > 7 * MIB as u64, "spliced: {:?}", spliced(&h));
+    // The start of the first burst goes through the worker's io_uring engine (up to about
+    // 1 MiB: its receive takes what has arrived before the hand-back to the copy path), the
+    // rest is spliced.
+    assert!(spliced(&h).0 > 6 * MIB as u64, "spliced: {:?}", spliced(&h));
     assert!(backend.wait_for_endings(1, Duration::from_secs(5)).await);
     assert_eq!(backend.endings(), vec![Ending::Fin], "the server sees FIN");
 }

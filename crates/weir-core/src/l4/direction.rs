@@ -145,6 +145,21 @@ impl Half {
         }
     }
 
+    /// A direction picking up where the io_uring engine left it: `state.bytes` read, and
+    /// maybe the FIN seen and passed on.
+    pub(super) fn resumed(
+        src: Side,
+        may_splice: bool,
+        state: crate::net::ring::DirectionState,
+    ) -> Self {
+        Half {
+            eof: state.eof,
+            shut: state.shut,
+            bytes: state.bytes,
+            ..Half::new(src, may_splice)
+        }
+    }
+
     fn dst(&self) -> Side {
         self.src.other()
     }

@@ -23,6 +23,8 @@ use weir_config::CloseMode;
 use super::direction::{Fault, Half, Side};
 use crate::end::{End, EndHow, EndPhase};
 use crate::net::close::Endpoint;
+use crate::net::ring::{self, DirectionState};
+use tokio::net::TcpStream;
 
 /// How long weir waits for a peer's FIN after sending its own when it closes a connection.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -63,8 +65,9 @@ pub struct Forwarded<C, S> {
 /// Closing work left after the end was decided. Run it after logging, so the record's
 /// duration is the connection's and not the close's.
 pub struct Closing<C, S> {
-    client: (C, CloseStyle),
-    server: (S, CloseStyle),
+    /// `None`: closed already (see [`forward_tcp`]).
+    client: Option<(C, CloseStyle)>,
+    server: Option<(S, CloseStyle)>,
 }
 
 /// How one socket is closed.
@@ -81,7 +84,10 @@ enum CloseStyle {
 impl<C: Endpoint, S: Endpoint> Closing<C, S> {
     /// Closes both sides as decided, concurrently.
     pub async fn run(self) {
-        if self.client.1 == CloseStyle::Graceful || self.server.1 == CloseStyle::Graceful {
+        let graceful = |side: Option<CloseStyle>| side == Some(CloseStyle::Graceful);
+        if graceful(self.client.as_ref().map(|c| c.1))
+            || graceful(self.server.as_ref().map(|s| s.1))
+        {
             // Waiting for a peer's FIN takes timers: on the heap, only while it runs, so that
             // they take no room in every connection's future.
             Box::pin(async {
@@ -98,14 +104,20 @@ impl<C: Endpoint, S: Endpoint> Closing<C, S> {
 
 /// Closes a socket at once: reset, or dropped (not reached for a graceful close, which waits
 /// in [`close_as`]).
-fn close_now<E: Endpoint>((stream, style): (E, CloseStyle)) {
+fn close_now<E: Endpoint>(side: Option<(E, CloseStyle)>) {
+    let Some((stream, style)) = side else {
+        return;
+    };
     match style {
         CloseStyle::Reset => stream.close_with_reset(),
         CloseStyle::Drop | CloseStyle::Graceful => drop(stream),
     }
 }
 
-async fn close_as<E: Endpoint>((stream, style): (E, CloseStyle)) {
+async fn close_as<E: Endpoint>(side: Option<(E, CloseStyle)>) {
+    let Some((stream, style)) = side else {
+        return;
+    };
     match style {
         CloseStyle::Drop => drop(stream),
         CloseStyle::Reset => stream.close_with_reset(),
@@ -150,13 +162,35 @@ pub fn forward<C: Endpoint, S: Endpoint>(
     config: &ForwardConfig,
     shutdown: impl Future<Output = ()> + Unpin,
 ) -> impl Future<Output = Forwarded<C, S>> {
+    forward_from(client, server, config, shutdown, Resume::default())
+}
+
+/// Where forwarding starts from: nothing moved yet, or where the io_uring engine left it.
+#[derive(Debug, Default)]
+struct Resume {
+    up: DirectionState,
+    down: DirectionState,
+    first_fin: Option<Side>,
+}
+
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+fn forward_from<C: Endpoint, S: Endpoint>(
+    client: C,
+    server: S,
+    config: &ForwardConfig,
+    shutdown: impl Future<Output = ()> + Unpin,
+    resume: Resume,
+) -> impl Future<Output = Forwarded<C, S>> {
     let may_splice = config.splice && client.as_tcp().is_some() && server.as_tcp().is_some();
     let mut pump = Pump {
         client,
         server,
-        up: Half::new(Side::Client, may_splice),
-        down: Half::new(Side::Server, may_splice),
-        first_fin: None,
+        up: Half::resumed(Side::Client, may_splice, resume.up),
+        down: Half::resumed(Side::Server, may_splice, resume.down),
+        first_fin: resume.first_fin,
         shutdown,
     };
     async move {
@@ -181,50 +215,204 @@ pub fn forward<C: Endpoint, S: Endpoint>(
             first_fin,
             ..
         } = pump;
-        let (end, closing) = match stop {
-            Stop::Done => {
-                let side = first_fin.unwrap_or(Side::Client);
-                let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
-                (
-                    end,
-                    ((client, CloseStyle::Drop), (server, CloseStyle::Drop)),
-                )
-            }
-            Stop::Fault(fault) => {
-                let end = End::new(fault.side.end_by(), fault.how, EndPhase::Tunnel);
-                let other = if fault.how == EndHow::Rst && config.propagate_reset {
-                    CloseStyle::Reset
-                } else {
-                    CloseStyle::Graceful
-                };
-                let (client_style, server_style) = match fault.side {
-                    Side::Client => (CloseStyle::Drop, other),
-                    Side::Server => (other, CloseStyle::Drop),
-                };
-                (end, ((client, client_style), (server, server_style)))
-            }
-            Stop::Idle => {
-                let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
-                (end, close_both(client, server, config.idle_close))
-            }
-            Stop::Shutdown => {
-                let end = End::weir(EndHow::Shutdown, EndPhase::Tunnel, "shutdown");
-                (end, close_both(client, server, config.idle_close))
-            }
-        };
-        Forwarded {
+        let counts = Counts {
             bytes_in: up.bytes,
             bytes_out: down.bytes,
             spliced_in: up.spliced,
             spliced_out: down.spliced,
-            end,
+        };
+        finish(stop, first_fin, (client, server), counts, ended_at, config)
+    }
+}
+
+/// Bytes moved each way.
+struct Counts {
+    bytes_in: u64,
+    bytes_out: u64,
+    spliced_in: u64,
+    spliced_out: u64,
+}
+
+/// What forwarding did, from what stopped it: the end to record and how each side closes.
+fn finish<C, S>(
+    stop: Stop,
+    first_fin: Option<Side>,
+    (client, server): (C, S),
+    counts: Counts,
+    ended_at: Instant,
+    config: &ForwardConfig,
+) -> Forwarded<C, S> {
+    let (end, closing) = match stop {
+        Stop::Done => {
+            let side = first_fin.unwrap_or(Side::Client);
+            let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
+            (
+                end,
+                ((client, CloseStyle::Drop), (server, CloseStyle::Drop)),
+            )
+        }
+        Stop::Fault(fault) => {
+            let end = End::new(fault.side.end_by(), fault.how, EndPhase::Tunnel);
+            let other = if fault.how == EndHow::Rst && config.propagate_reset {
+                CloseStyle::Reset
+            } else {
+                CloseStyle::Graceful
+            };
+            let (client_style, server_style) = match fault.side {
+                Side::Client => (CloseStyle::Drop, other),
+                Side::Server => (other, CloseStyle::Drop),
+            };
+            (end, ((client, client_style), (server, server_style)))
+        }
+        Stop::Idle => {
+            let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
+            (end, close_both(client, server, config.idle_close))
+        }
+        Stop::Shutdown => {
+            let end = End::weir(EndHow::Shutdown, EndPhase::Tunnel, "shutdown");
+            (end, close_both(client, server, config.idle_close))
+        }
+    };
+    Forwarded {
+        bytes_in: counts.bytes_in,
+        bytes_out: counts.bytes_out,
+        spliced_in: counts.spliced_in,
+        spliced_out: counts.spliced_out,
+        end,
+        ended_at,
+        closing: Closing {
+            client: Some(closing.0),
+            server: Some(closing.1),
+        },
+    }
+}
+
+/// [`forward`] for two plain TCP sockets: through the worker's io_uring engine when it has
+/// one (see [`crate::net::ring`]), handing back to the copy and splice paths when it says so;
+/// on those paths from the start otherwise. An error is the engine's (the sockets could not
+/// leave or rejoin tokio's reactor, or the ring failed): the sockets are then closed already.
+///
+/// Either way the forwarding future is boxed: a connection's future then carries only what it
+/// started with, not the larger of the two.
+pub fn forward_tcp<F: Future<Output = ()> + Unpin>(
+    client: TcpStream,
+    server: TcpStream,
+    config: &ForwardConfig,
+    shutdown: F,
+) -> impl Future<Output = io::Result<Forwarded<TcpStream, TcpStream>>> {
+    use futures_util::FutureExt;
+    use futures_util::future::Either;
+    if ring::enabled() {
+        Either::Left(Box::pin(through_engine(client, server, config, shutdown)))
+    } else {
+        Either::Right(Box::pin(forward(client, server, config, shutdown).map(Ok)))
+    }
+}
+
+async fn through_engine<F: Future<Output = ()> + Unpin>(
+    client: TcpStream,
+    server: TcpStream,
+    config: &ForwardConfig,
+    mut shutdown: F,
+) -> io::Result<Forwarded<TcpStream, TcpStream>> {
+    // Out of the reactor while the engine holds them: a registered socket would wake it for
+    // every segment.
+    let (client, server) = (client.into_std()?, server.into_std()?);
+    let mut tunnel = match ring::start(client, server) {
+        Ok(tunnel) => tunnel,
+        Err((client, server)) => {
+            let (client, server) = (TcpStream::from_std(client)?, TcpStream::from_std(server)?);
+            return Ok(Box::pin(forward(client, server, config, shutdown)).await);
+        }
+    };
+    let mut idle = std::pin::pin!(tokio::time::sleep(config.idle_timeout));
+    let mut asked: Option<Stop> = None;
+    let ended = poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(ended) = tunnel.poll_end(cx) {
+                return Poll::Ready(ended);
+            }
+            if asked.is_some() {
+                return Poll::Pending;
+            }
+            if Pin::new(&mut shutdown).poll(cx).is_ready() {
+                asked = Some(Stop::Shutdown);
+            } else {
+                let last_activity = tunnel.last_activity().unwrap_or_else(Instant::now);
+                if poll_idle(cx, idle.as_mut(), last_activity, config.idle_timeout).is_pending() {
+                    return Poll::Pending;
+                }
+                asked = Some(Stop::Idle);
+            }
+            // Ended where it is; the engine wakes this task when nothing is in flight.
+            tunnel.stop();
+        }
+    })
+    .await?;
+    let ended_at = Instant::now();
+    drop(tunnel);
+    let [up, down] = ended.directions;
+    let side_of = |side: usize| {
+        if side == ring::CLIENT {
+            Side::Client
+        } else {
+            Side::Server
+        }
+    };
+    let first_fin = ended.first_fin.map(side_of);
+    let counts = Counts {
+        bytes_in: up.bytes,
+        bytes_out: down.bytes,
+        spliced_in: 0,
+        spliced_out: 0,
+    };
+    if let ring::Outcome::Done { .. } = ended.outcome {
+        // Both FINs passed on, both receive queues read to the end: the closes send nothing
+        // but what is due, and need no reactor.
+        drop((ended.client, ended.server));
+        let side = first_fin.unwrap_or(Side::Client);
+        return Ok(Forwarded {
+            bytes_in: counts.bytes_in,
+            bytes_out: counts.bytes_out,
+            spliced_in: 0,
+            spliced_out: 0,
+            end: End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel),
             ended_at,
             closing: Closing {
-                client: closing.0,
-                server: closing.1,
+                client: None,
+                server: None,
             },
-        }
+        });
     }
+    let (client, server) = (
+        TcpStream::from_std(ended.client)?,
+        TcpStream::from_std(ended.server)?,
+    );
+    let stop = match ended.outcome {
+        ring::Outcome::HandBack => {
+            let resume = Resume {
+                up,
+                down,
+                first_fin,
+            };
+            // Boxed, so that a tunnel's own future stays small while the engine holds it.
+            return Ok(Box::pin(forward_from(client, server, config, shutdown, resume)).await);
+        }
+        ring::Outcome::Done { .. } => Stop::Done,
+        ring::Outcome::Fault { side, how } => Stop::Fault(Fault {
+            side: side_of(side),
+            how,
+        }),
+        ring::Outcome::Stopped => asked.unwrap_or(Stop::Shutdown),
+    };
+    Ok(finish(
+        stop,
+        first_fin,
+        (client, server),
+        counts,
+        ended_at,
+        config,
+    ))
 }
 
 /// Both sockets and both directions, for the poll loop.

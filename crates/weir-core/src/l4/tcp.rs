@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::forward::{CLOSE_LINGER, Closing, ForwardConfig, Forwarded, forward};
+use super::forward::{CLOSE_LINGER, Closing, ForwardConfig, Forwarded, forward_tcp};
 use crate::access_log::RecordSink;
 use crate::end::{ConnRecord, End, EndHow, EndPhase, Record};
 use crate::limits::{ConnPermit, Refusal};
@@ -77,13 +77,21 @@ impl TcpService {
                     return;
                 };
                 let forced = poll_fn(|cx| watch.poll_force(cx));
-                let forwarded = forward(client, stream, &self.forward, forced).await;
                 let served = Served {
                     server,
                     connect_time,
                     retries,
                 };
-                (self.forwarded(forwarded, peer, began, served), guard)
+                match forward_tcp(client, stream, &self.forward, forced).await {
+                    Ok(forwarded) => (self.forwarded(forwarded, peer, began, served), guard),
+                    Err(err) => {
+                        // The io_uring engine failed under this connection, whose sockets are
+                        // closed already.
+                        tracing::warn!(%err, "forwarding failed");
+                        self.lost(peer, began, served);
+                        return;
+                    }
+                }
             };
             closing.run().await;
             drop((guard, watch, permit));
@@ -117,6 +125,18 @@ impl TcpService {
         };
         self.finish(self.new_record(peer, began), began, Instant::now(), end);
         None
+    }
+
+    /// Records a connection whose forwarding failed inside weir (see `forward_tcp`).
+    fn lost(&self, peer: SocketAddr, began: Began, served: Served) {
+        let server = &self.upstream.servers[served.server];
+        let mut record = self.new_record(peer, began);
+        record.server = Some(server.name.clone());
+        record.server_addr = Some(server.address);
+        record.retries = served.retries;
+        record.connect_time = Some(served.connect_time);
+        let end = End::weir(EndHow::Error, EndPhase::Tunnel, "io_uring");
+        self.finish(record, began, Instant::now(), end);
     }
 
     /// Records a forwarded connection; returns its closing work.

@@ -22,8 +22,9 @@
 //! kernel has io_uring and `runtime.io_uring` is not off); elsewhere [`queue`] says no and the
 //! caller sends directly.
 
-// The only unsafe code in weir: handing the kernel pointers to bytes that must outlive the
-// system call, which `flush` guarantees by reaping every completion before it returns.
+// Unsafe code (as in `ring.rs`, the only other place): handing the kernel pointers to bytes
+// that must outlive the system call, which `flush` guarantees by reaping every completion
+// before it returns.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;

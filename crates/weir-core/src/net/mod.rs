@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod batched;
 pub mod close;
+pub mod ring;
 pub mod sockopt;
 pub mod splice;
 
