@@ -1,7 +1,10 @@
 //! Forwarding bytes both ways between a client and a server, and telling how it ended.
 //!
 //! One task drives both directions. Each moves its bytes by copy through user space, or, once
-//! it proves to be bulk TCP, through a kernel pipe with splice(2) (see `direction.rs`). A FIN
+//! it proves to be bulk TCP, through a kernel pipe with splice(2) (see `direction.rs`). Two
+//! plain TCP sockets of a `tcp` listener start in the worker's io_uring engine instead
+//! ([`forward_tcp`], `net::ring`), which moves small messages with no system call each and
+//! hands bulk back to those paths; the rules below hold on every path. A FIN
 //! from one side becomes `shutdown(Write)` toward the other while the opposite direction keeps
 //! flowing (half-close mirrored); when the opposite direction is already done, the close that
 //! follows at once carries the FIN instead, one syscall fewer. A reset from one side is passed
