@@ -228,7 +228,7 @@ pub fn err_is_reset(err: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return crate::l4::forward::is_reset(io);
+            return crate::net::is_reset(io);
         }
         source = e.source();
     }

@@ -30,10 +30,10 @@ use std::task::{Context, Poll, ready};
 
 use tracing::debug;
 
-use super::forward::is_reset;
 use crate::end::{EndBy, EndHow};
 use crate::net::batch::{self, Owed};
 use crate::net::close::Endpoint;
+use crate::net::is_reset;
 use crate::net::splice::Pipe;
 use crate::net::with_scratch;
 

@@ -130,16 +130,6 @@ async fn close_as<E: Endpoint>(side: Option<(E, CloseStyle)>) {
     }
 }
 
-/// Whether an I/O error means the peer reset the connection.
-pub fn is_reset(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    )
-}
-
 /// What stopped the copy loop.
 enum Stop {
     Done,
@@ -224,7 +214,14 @@ fn forward_from<C: Endpoint, S: Endpoint>(
             spliced_in: up.spliced,
             spliced_out: down.spliced,
         };
-        finish(stop, first_fin, (client, server), counts, ended_at, config)
+        finish(
+            stop,
+            first_fin,
+            Some((client, server)),
+            counts,
+            ended_at,
+            config,
+        )
     }
 }
 
@@ -237,22 +234,20 @@ struct Counts {
 }
 
 /// What forwarding did, from what stopped it: the end to record and how each side closes.
+/// `sockets` is `None` when they are closed already (see [`forward_tcp`]).
 fn finish<C, S>(
     stop: Stop,
     first_fin: Option<Side>,
-    (client, server): (C, S),
+    sockets: Option<(C, S)>,
     counts: Counts,
     ended_at: Instant,
     config: &ForwardConfig,
 ) -> Forwarded<C, S> {
-    let (end, closing) = match stop {
+    let (end, client_style, server_style) = match stop {
         Stop::Done => {
             let side = first_fin.unwrap_or(Side::Client);
             let end = End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel);
-            (
-                end,
-                ((client, CloseStyle::Drop), (server, CloseStyle::Drop)),
-            )
+            (end, CloseStyle::Drop, CloseStyle::Drop)
         }
         Stop::Fault(fault) => {
             let end = End::new(fault.side.end_by(), fault.how, EndPhase::Tunnel);
@@ -261,20 +256,25 @@ fn finish<C, S>(
             } else {
                 CloseStyle::Graceful
             };
-            let (client_style, server_style) = match fault.side {
-                Side::Client => (CloseStyle::Drop, other),
-                Side::Server => (other, CloseStyle::Drop),
-            };
-            (end, ((client, client_style), (server, server_style)))
+            match fault.side {
+                Side::Client => (end, CloseStyle::Drop, other),
+                Side::Server => (end, other, CloseStyle::Drop),
+            }
         }
         Stop::Idle => {
             let end = End::weir(EndHow::Timeout, EndPhase::Tunnel, "idle_timeout");
-            (end, close_both(client, server, config.idle_close))
+            let style = close_style(config.idle_close);
+            (end, style, style)
         }
         Stop::Shutdown => {
             let end = End::weir(EndHow::Shutdown, EndPhase::Tunnel, "shutdown");
-            (end, close_both(client, server, config.idle_close))
+            let style = close_style(config.idle_close);
+            (end, style, style)
         }
+    };
+    let (client, server) = match sockets {
+        Some((client, server)) => (Some((client, client_style)), Some((server, server_style))),
+        None => (None, None),
     };
     Forwarded {
         bytes_in: counts.bytes_in,
@@ -283,10 +283,7 @@ fn finish<C, S>(
         spliced_out: counts.spliced_out,
         end,
         ended_at,
-        closing: Closing {
-            client: Some(closing.0),
-            server: Some(closing.1),
-        },
+        closing: Closing { client, server },
     }
 }
 
@@ -369,49 +366,47 @@ async fn through_engine<F: Future<Output = ()> + Unpin>(
         spliced_in: 0,
         spliced_out: 0,
     };
-    if let ring::Outcome::Done { .. } = ended.outcome {
-        // Both FINs passed on, both receive queues read to the end: the closes send nothing
-        // but what is due, and need no reactor.
-        drop((ended.client, ended.server));
-        let side = first_fin.unwrap_or(Side::Client);
-        return Ok(Forwarded {
-            bytes_in: counts.bytes_in,
-            bytes_out: counts.bytes_out,
-            spliced_in: 0,
-            spliced_out: 0,
-            end: End::new(side.end_by(), EndHow::Fin, EndPhase::Tunnel),
-            ended_at,
-            closing: Closing {
-                client: None,
-                server: None,
-            },
-        });
-    }
-    let (client, server) = (
-        TcpStream::from_std(ended.client)?,
-        TcpStream::from_std(ended.server)?,
-    );
     let stop = match ended.outcome {
+        ring::Outcome::Done => {
+            // Both FINs passed on, both receive queues read to the end: the closes send
+            // nothing but what is due, and need no reactor.
+            drop((ended.client, ended.server));
+            return Ok(finish(
+                Stop::Done,
+                first_fin,
+                None,
+                counts,
+                ended_at,
+                config,
+            ));
+        }
         ring::Outcome::HandBack => {
             let resume = Resume {
                 up,
                 down,
                 first_fin,
             };
+            let (client, server) = (
+                TcpStream::from_std(ended.client)?,
+                TcpStream::from_std(ended.server)?,
+            );
             // Boxed, so that a tunnel's own future stays small while the engine holds it.
             return Ok(Box::pin(forward_from(client, server, config, shutdown, resume)).await);
         }
-        ring::Outcome::Done { .. } => Stop::Done,
         ring::Outcome::Fault { side, how } => Stop::Fault(Fault {
             side: side_of(side),
             how,
         }),
         ring::Outcome::Stopped => asked.unwrap_or(Stop::Shutdown),
     };
+    let sockets = (
+        TcpStream::from_std(ended.client)?,
+        TcpStream::from_std(ended.server)?,
+    );
     Ok(finish(
         stop,
         first_fin,
-        (client, server),
+        Some(sockets),
         counts,
         ended_at,
         config,
@@ -470,12 +465,12 @@ impl<C: Endpoint, S: Endpoint, F: Future<Output = ()> + Unpin> Pump<C, S, F> {
     }
 }
 
-fn close_both<C, S>(client: C, server: S, mode: CloseMode) -> ((C, CloseStyle), (S, CloseStyle)) {
-    let style = match mode {
+/// How weir closes both sides itself (idle timeout, shutdown).
+fn close_style(mode: CloseMode) -> CloseStyle {
+    match mode {
         CloseMode::Fin => CloseStyle::Graceful,
         CloseMode::Rst => CloseStyle::Reset,
-    };
-    ((client, style), (server, style))
+    }
 }
 
 /// Pending until the connection has been idle for `timeout`; moves the timer forward lazily

@@ -129,14 +129,20 @@ impl TcpService {
 
     /// Records a connection whose forwarding failed inside weir (see `forward_tcp`).
     fn lost(&self, peer: SocketAddr, began: Began, served: Served) {
+        let record = self.served_record(peer, began, &served);
+        let end = End::weir(EndHow::Error, EndPhase::Tunnel, "io_uring");
+        self.finish(record, began, Instant::now(), end);
+    }
+
+    /// A record for a connection `served` by one of the group's servers.
+    fn served_record(&self, peer: SocketAddr, began: Began, served: &Served) -> ConnRecord {
         let server = &self.upstream.servers[served.server];
         let mut record = self.new_record(peer, began);
         record.server = Some(server.name.clone());
         record.server_addr = Some(server.address);
         record.retries = served.retries;
         record.connect_time = Some(served.connect_time);
-        let end = End::weir(EndHow::Error, EndPhase::Tunnel, "io_uring");
-        self.finish(record, began, Instant::now(), end);
+        record
     }
 
     /// Records a forwarded connection; returns its closing work.
@@ -153,11 +159,7 @@ impl TcpService {
             server.spliced_in.fetch_add(spliced_in, Ordering::Relaxed);
             server.spliced_out.fetch_add(spliced_out, Ordering::Relaxed);
         }
-        let mut record = self.new_record(peer, began);
-        record.server = Some(server.name.clone());
-        record.server_addr = Some(server.address);
-        record.retries = served.retries;
-        record.connect_time = Some(served.connect_time);
+        let mut record = self.served_record(peer, began, &served);
         record.bytes_in = forwarded.bytes_in;
         record.bytes_out = forwarded.bytes_out;
         self.finish(record, began, forwarded.ended_at, forwarded.end);

@@ -15,6 +15,17 @@ use rustix::net::{RecvFlags, SendFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+/// Whether an I/O error means the peer reset the connection (or, for a write, had already
+/// gone: a broken pipe is a reset it sent earlier).
+pub fn is_reset(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
 /// Size of the per-thread scratch buffer.
 pub const SCRATCH_SIZE: usize = 64 * 1024;
 

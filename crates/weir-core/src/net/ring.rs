@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use crate::end::EndHow;
 
 /// Bytes per buffer. A receive that fills one is bulk, handed back to the copy path.
-pub const BUFFER_SIZE: usize = 16 * 1024;
+const BUFFER_SIZE: usize = 16 * 1024;
 
 /// Buffers in the ring (a power of two). Pages are touched only where bytes land, so a worker
 /// serving small messages touches the first page of each.
@@ -75,12 +75,9 @@ pub const SERVER: usize = 1;
 /// How a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Both sides sent their FIN, and each was passed on; `first_fin` is the side whose came
-    /// first.
-    Done {
-        /// [`CLIENT`] or [`SERVER`].
-        first_fin: usize,
-    },
+    /// Both sides sent their FIN, and each was passed on ([`Ended::first_fin`] says whose
+    /// came first).
+    Done,
     /// An error on `side`.
     Fault {
         /// [`CLIENT`] or [`SERVER`].
@@ -259,7 +256,7 @@ impl Tunnel {
             Poll::Ready(
                 engine
                     .take(self.slot)
-                    .ok_or_else(|| io::Error::other("tunnel lost its sockets")),
+                    .ok_or_else(|| io::Error::other("tunnel ended without an outcome")),
             )
         })
     }
@@ -280,7 +277,7 @@ impl Tunnel {
             if let Some(engine) = cell.borrow_mut().as_mut()
                 && engine.tunnel_of(self).is_some()
             {
-                engine.stop(self.slot, self.generation, Outcome::Stopped);
+                engine.stop(self.slot);
             }
         });
     }
@@ -324,7 +321,7 @@ struct Direction {
 #[derive(Debug)]
 struct State {
     generation: u32,
-    fds: [Option<OwnedFd>; 2],
+    fds: [OwnedFd; 2],
     /// Client → server (reads `CLIENT`), server → client (reads `SERVER`).
     directions: [Direction; 2],
     /// Set once the tunnel is ending: nothing more is received.
@@ -434,7 +431,7 @@ impl Engine {
         let generation = self.next_generation;
         self.slots[slot as usize] = Some(State {
             generation,
-            fds: [Some(OwnedFd::from(client)), Some(OwnedFd::from(server))],
+            fds: [OwnedFd::from(client), OwnedFd::from(server)],
             directions: Default::default(),
             outcome: None,
             first_fin: None,
@@ -458,9 +455,7 @@ impl Engine {
     fn take(&mut self, slot: u32) -> Option<Ended> {
         let state = self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
-        let [Some(client), Some(server)] = state.fds else {
-            return None;
-        };
+        let [client, server] = state.fds;
         Some(Ended {
             client: TcpStream::from(client),
             server: TcpStream::from(server),
@@ -470,11 +465,10 @@ impl Engine {
         })
     }
 
-    fn stop(&mut self, slot: u32, generation: u32, outcome: Outcome) {
-        if self.tunnel(slot, generation).is_some() {
-            self.end(slot, outcome);
-            self.kick();
-        }
+    /// Ends a tunnel its task asked to stop (checked to be this engine's).
+    fn stop(&mut self, slot: u32) {
+        self.end(slot, Outcome::Stopped);
+        self.kick();
     }
 
     fn abandon(&mut self, slot: u32, generation: u32) {
@@ -557,9 +551,7 @@ impl Engine {
         let Some(state) = self.slots[slot as usize].as_mut() else {
             return;
         };
-        let Some(fd) = state.fds[side].as_ref().map(AsRawFd::as_raw_fd) else {
-            return;
-        };
+        let fd = state.fds[side].as_raw_fd();
         state.directions[side].receiving = true;
         let entry = opcode::RecvMulti::new(types::Fd(fd), GROUP)
             .build()
@@ -579,9 +571,7 @@ impl Engine {
         let Some(&queued) = direction.queue.front() else {
             return;
         };
-        let Some(fd) = state.fds[1 - src].as_ref().map(AsRawFd::as_raw_fd) else {
-            return;
-        };
+        let fd = state.fds[1 - src].as_raw_fd();
         direction.sending = true;
         let bytes = self.buffers.bytes(queued.bid, queued.sent, queued.len);
         let entry = opcode::Send::new(types::Fd(fd), bytes, queued.len - queued.sent)
@@ -863,21 +853,16 @@ impl Engine {
             return;
         }
         if !other_done
-            && let Some(dst) = state.fds[1 - src].as_ref()
-            && let Err(err) = rustix::net::shutdown(dst, rustix::net::Shutdown::Write)
+            && let Err(err) =
+                rustix::net::shutdown(&state.fds[1 - src], rustix::net::Shutdown::Write)
         {
-            let how = if is_reset(err.raw_os_error()) {
-                EndHow::Rst
-            } else {
-                EndHow::Error
-            };
+            let how = how_err(&err.into());
             self.end(slot, Outcome::Fault { side: 1 - src, how });
             return;
         }
         state.directions[src].state.shut = true;
         if other_done {
-            let first_fin = state.first_fin.unwrap_or(CLIENT);
-            self.end(slot, Outcome::Done { first_fin });
+            self.end(slot, Outcome::Done);
         }
     }
 
@@ -940,13 +925,13 @@ fn parse_user_data(data: u64) -> (u64, u32, u32, usize, u16) {
     )
 }
 
-fn is_reset(errno: i32) -> bool {
-    matches!(errno, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED)
-}
-
 /// A failed receive or send (`-errno`): a reset, or another error.
 fn how(result: i32) -> EndHow {
-    if is_reset(-result) {
+    how_err(&io::Error::from_raw_os_error(-result))
+}
+
+fn how_err(err: &io::Error) -> EndHow {
+    if crate::net::is_reset(err) {
         EndHow::Rst
     } else {
         EndHow::Error

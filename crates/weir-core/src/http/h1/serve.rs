@@ -44,11 +44,12 @@ use crate::http::headers::IpText;
 use crate::http::route::{Route, redirect_location};
 use crate::http::service::{HttpGroup, HttpService};
 use crate::http::validate::Reject;
-use crate::l4::forward::{CLOSE_LINGER, is_reset};
+use crate::l4::forward::CLOSE_LINGER;
 use crate::limits::Refusal;
 use crate::listener::signal::{Shutdown, Signal, Watch};
 use crate::net::batch;
 use crate::net::close::drain_and_close;
+use crate::net::is_reset;
 use crate::tls::NegotiatedVersion;
 use crate::upstream::connect::connect_one;
 

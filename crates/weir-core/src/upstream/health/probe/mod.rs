@@ -26,6 +26,7 @@ use tokio::time::{Instant, timeout_at};
 use weir_config::{HttpCheck, StatusMatch, format_duration};
 
 use crate::net::close::{CloseOutcome, close_gracefully};
+use crate::net::is_reset;
 
 /// Time a probe may spend closing after its deadline (or after a timeout) to drain the socket.
 pub const DRAIN_ALLOWANCE: Duration = Duration::from_millis(100);
@@ -208,15 +209,6 @@ impl Failure {
             Failure::Source(why) => why.clone(),
         }
     }
-}
-
-fn is_reset(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
 }
 
 /// Time left before `deadline`, but at least [`DRAIN_ALLOWANCE`] to close properly.
