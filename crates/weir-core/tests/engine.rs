@@ -2,12 +2,13 @@
 //! small messages both ways, pipelined bytes that turn to bulk mid-stream and go back to the
 //! copy path, many connections sharing the engine's buffers at once, and slots reused by
 //! connection after connection. The attribution and half-close tests run through it too.
+//! Every wait is bounded, so that a tunnel the engine loses fails its test instead of hanging.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Harness, NO_CHECK, config};
+use common::{Harness, NO_CHECK, config, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir_core::end::{EndBy, EndHow, EndPhase};
@@ -35,9 +36,9 @@ async fn small_messages_both_ways_arrive_whole_in_order_and_counted() {
     let backend = Backend::builder().behavior(Behavior::Echo).start().await;
     let mut h = Harness::start(&config(&[backend.addr()], "", "", NO_CHECK)).await;
     let mut client = TcpStream::connect(h.addr).await.unwrap();
-    let sent = echo_rounds(&mut client, 500, 3).await;
+    let sent = within(10, echo_rounds(&mut client, 500, 3)).await;
     client.shutdown().await.unwrap();
-    let (rest, ending) = read_to_end_classified(&mut client).await;
+    let (rest, ending) = within(10, read_to_end_classified(&mut client)).await;
     assert!(rest.is_empty());
     assert_eq!(ending, Ending::Fin);
 
@@ -70,8 +71,8 @@ async fn pipelined_bytes_turn_to_bulk_mid_stream_and_arrive_in_order() {
         })
     };
     let mut echoed = Vec::with_capacity(upload.len());
-    rd.read_to_end(&mut echoed).await.unwrap();
-    writer.await.unwrap();
+    within(10, rd.read_to_end(&mut echoed)).await.unwrap();
+    within(10, writer).await.unwrap();
     assert_eq!(echoed.len(), upload.len());
     assert!(echoed == upload, "the echo differs");
 
@@ -104,7 +105,7 @@ async fn many_connections_at_once_share_the_engine() {
         .collect();
     let mut total = 0;
     for client in clients {
-        total += client.await.unwrap();
+        total += within(20, client).await.unwrap();
     }
     let mut counted = 0;
     for _ in 0..600 {
@@ -122,9 +123,9 @@ async fn one_connection_after_another_reuses_the_engine_slots() {
     let mut h = Harness::start(&config(&[backend.addr()], "", "", NO_CHECK)).await;
     for i in 0..300u64 {
         let mut client = TcpStream::connect(h.addr).await.unwrap();
-        let sent = echo_rounds(&mut client, 3, i).await;
+        let sent = within(10, echo_rounds(&mut client, 3, i)).await;
         client.shutdown().await.unwrap();
-        let (rest, ending) = read_to_end_classified(&mut client).await;
+        let (rest, ending) = within(10, read_to_end_classified(&mut client)).await;
         assert!(rest.is_empty() && ending == Ending::Fin, "connection {i}");
         let r = h.record().await;
         assert_eq!((r.end_by, r.end_how), (EndBy::Client, EndHow::Fin), "{r:?}");
